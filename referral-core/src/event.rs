@@ -1,0 +1,55 @@
+//! The outbox of domain events, for reward systems and other consumers.
+//!
+//! A store records an event in the same atomic operation that makes the
+//! change it describes, so a consumer reading with
+//! [`ReferralStore::events_after`](crate::store::ReferralStore::events_after)
+//! never sees an event for a change that did not happen, nor misses one that did.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::invite_code::InviteCode;
+use crate::phone::PhoneNumber;
+use crate::user::UserId;
+
+/// An event's position in the outbox: increasing in the order events become
+/// readable. Pass the last one seen to `events_after` to continue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub u64);
+
+/// A recorded domain event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Its position in the outbox.
+    pub id: EventId,
+    /// When the change happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A phone logged in for the first time and became a user.
+    UserRegistered {
+        /// The new user.
+        user: UserId,
+        /// Their phone.
+        phone: PhoneNumber,
+        /// Their invite code.
+        invite_code: InviteCode,
+    },
+    /// A user activated another user's invite code.
+    InviteActivated {
+        /// The user who activated the code (the referred user).
+        user: UserId,
+        /// The owner of the code (the referrer).
+        referrer: UserId,
+        /// The code activated.
+        invite_code: InviteCode,
+    },
+}

@@ -1,0 +1,103 @@
+//! # referral-core
+//!
+//! Phone login with one-time SMS codes and a one-invite referral program, as
+//! a framework-agnostic library: the domain types, the rules, and the ports a
+//! storage backend and an SMS provider plug into.
+//!
+//! - People log in by phone: [`ReferralService::request_code`] sends a
+//!   one-time code (4 digits by default), [`ReferralService::verify_code`]
+//!   checks it. The first login creates the user with a unique 6-character
+//!   [`InviteCode`].
+//! - A user activates one other user's code, once in their life
+//!   ([`ReferralService::activate_invite`]); their [`Profile`] shows the code
+//!   they activated and the phones of everyone who activated theirs.
+//! - Every rule that must hold under concurrency is one atomic store
+//!   operation ([`store`]), so it holds across threads, processes and retries.
+//!
+//! This crate has no async runtime, web framework or database driver among
+//! its dependencies. Stores: `referral-memory` (in memory) and
+//! `referral-sqlx` (PostgreSQL); servers: the examples of the workspace.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use referral_core::{ReferralService, StubSmsSender};
+//! use referral_memory::MemoryStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let sms = Arc::new(StubSmsSender::new());
+//! let service = ReferralService::builder(Arc::new(MemoryStore::new()), sms.clone()).build()?;
+//!
+//! // Alice logs in: a code goes out by SMS, she types it back.
+//! let alice_phone = service.parse_phone("+7 999 123-45-67")?;
+//! service.request_code(&alice_phone).await?;
+//! let code = sms.latest(&alice_phone).unwrap().code;
+//! let alice = service.verify_code(&alice_phone, &code).await?.user;
+//!
+//! // Bob logs in and activates Alice's code.
+//! let bob_phone = service.parse_phone("+79990000001")?;
+//! service.request_code(&bob_phone).await?;
+//! let code = sms.latest(&bob_phone).unwrap().code;
+//! let bob = service.verify_code(&bob_phone, &code).await?.user;
+//! service.activate_invite(bob.id, &alice.invite_code).await?;
+//!
+//! let profile = service.profile(alice.id).await?;
+//! assert_eq!(profile.referrals, vec![bob_phone]);
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(run()).unwrap();
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `testkit` | [`testkit`]: the conformance kit every store runs, and the [`store_conformance_tests!`] macro (pulls in tokio; not semver-stable) |
+//!
+//! ## Bring your own store
+//!
+//! Implement [`store::OtpStore`] and [`store::ReferralStore`], reading each
+//! method's contract, then prove it with the kit:
+//!
+//! ```ignore
+//! // tests/conformance.rs of your adapter crate, with referral-core's
+//! // `testkit` feature and tokio (macros, rt-multi-thread) as dev-dependencies.
+//! async fn new_store() -> my_store::MyStore { my_store::MyStore::connect_fresh().await }
+//! referral_core::store_conformance_tests!(new_store);
+//! ```
+//!
+//! ## Bring your own SMS sender
+//!
+//! Implement [`sms::SmsSender`] (see its example) and pass it to
+//! [`ReferralService::builder`]. [`StubSmsSender`] keeps an outbox instead of
+//! sending, for tests and development.
+
+pub mod clock;
+pub mod error;
+pub mod event;
+pub mod invite_code;
+pub mod otp;
+pub mod phone;
+pub mod random;
+pub mod service;
+pub mod sms;
+pub mod store;
+pub mod user;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use clock::{Clock, SystemClock, TestClock};
+pub use error::{BoxError, StoreError};
+pub use event::{Event, EventId, EventKind};
+pub use invite_code::{InviteCode, InviteCodeError};
+pub use otp::{OtpCode, OtpCodeError, OtpKey, OtpLength, OtpPolicy};
+pub use phone::{PhoneError, PhoneNumber, Region, RegionError};
+pub use random::{Random, SeededRandom, ThreadRandom};
+pub use service::{
+    ActivateError, Activation, CodeSent, Config, ConfigError, Login, ProfileError, ReferralService,
+    ReferralsError, RequestCodeError, ServiceBuilder, VerifyError,
+};
+pub use sms::{SmsError, SmsSender, StubSmsSender};
+pub use store::{InvitePolicy, OtpStore, ReferralStore};
+pub use user::{PageLimit, Profile, Referral, ReferralCursor, ReferralPage, User, UserId};

@@ -1,0 +1,445 @@
+//! One-time login codes: the code itself, its policy, and the keyed hash that
+//! is all a store ever sees of it.
+//!
+//! # The lifecycle
+//!
+//! 1. [`ReferralService::request_code`](crate::ReferralService::request_code)
+//!    draws a code, stores only its [`OtpHash`] under a fresh [`ChallengeId`]
+//!    (replacing the phone's previous code), then sends the SMS. If the
+//!    sender fails, the challenge is revoked and the send is not charged.
+//! 2. [`ReferralService::verify_code`](crate::ReferralService::verify_code)
+//!    checks a guess in one atomic store operation: a right code is consumed
+//!    (it verifies once), a wrong one counts against the code and the phone.
+//!
+//! # The brute-force bound
+//!
+//! With the [`OtpPolicy`] defaults, a phone takes at most 10 wrong guesses in
+//! any rolling 24 hours (`max_failures_per_day`), however many codes are sent
+//! (at most 5 an hour) and however many server processes share the store. Over
+//! 10⁴ four-digit codes that is a success chance of at most 10 / 10⁴ = 0.1 %
+//! per phone per day (each code burns after 5 wrong guesses, so two codes'
+//! worth of guesses a day). Longer codes divide it by 10 per digit.
+
+use std::fmt;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::phone::PhoneNumber;
+use crate::random::Random;
+
+/// How many digits a login code has: 4 to 8, 4 by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OtpLength(u8);
+
+impl OtpLength {
+    /// The shortest allowed length.
+    pub const MIN: u8 = 4;
+    /// The longest allowed length.
+    pub const MAX: u8 = 8;
+
+    /// A length of `digits`.
+    ///
+    /// # Errors
+    /// [`OtpLengthError`] outside 4..=8.
+    pub fn new(digits: u8) -> Result<Self, OtpLengthError> {
+        if (Self::MIN..=Self::MAX).contains(&digits) {
+            Ok(Self(digits))
+        } else {
+            Err(OtpLengthError(digits))
+        }
+    }
+
+    /// The number of digits.
+    #[must_use]
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for OtpLength {
+    fn default() -> Self {
+        Self(4)
+    }
+}
+
+/// A login-code length outside 4..=8.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a login code has 4 to 8 digits, not {0}")]
+pub struct OtpLengthError(pub u8);
+
+/// A one-time login code: a fixed number of ASCII digits.
+///
+/// It has no `Display`, and its `Debug` prints `OtpCode(****)`, so a code
+/// does not end up in a log by accident; [`OtpCode::expose`] gives the digits
+/// to the one place that needs them, the SMS.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OtpCode {
+    digits: [u8; OtpLength::MAX as usize],
+    len: u8,
+}
+
+/// Why a string is not an [`OtpCode`] of the configured length.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OtpCodeError {
+    /// Not the configured number of characters.
+    #[error("the code must have exactly {expected} digits")]
+    InvalidLength {
+        /// The configured length.
+        expected: u8,
+    },
+    /// A character other than the ASCII digits 0–9.
+    #[error("the code may only hold the digits 0-9")]
+    InvalidCharacter,
+}
+
+impl OtpCode {
+    /// Parses a code typed by a person (surrounding whitespace ignored).
+    ///
+    /// # Errors
+    /// [`OtpCodeError`] unless the input is exactly `length` ASCII digits.
+    pub fn parse(input: &str, length: OtpLength) -> Result<Self, OtpCodeError> {
+        let bytes = input.trim().as_bytes();
+        if !bytes.iter().all(u8::is_ascii_digit) {
+            return Err(OtpCodeError::InvalidCharacter);
+        }
+        if bytes.len() != usize::from(length.0) {
+            return Err(OtpCodeError::InvalidLength { expected: length.0 });
+        }
+        let mut digits = [0u8; OtpLength::MAX as usize];
+        digits[..bytes.len()].copy_from_slice(bytes);
+        Ok(Self {
+            digits,
+            len: length.0,
+        })
+    }
+
+    /// Draws a code of `length` uniformly distributed digits.
+    pub fn generate(length: OtpLength, rng: &dyn Random) -> Self {
+        let mut digits = [0u8; OtpLength::MAX as usize];
+        for d in &mut digits[..usize::from(length.0)] {
+            // `below(10)` is at most 9, so the cast cannot truncate.
+            *d = b'0' + rng.below(10) as u8;
+        }
+        Self {
+            digits,
+            len: length.0,
+        }
+    }
+
+    /// The digits, for the SMS (and the simulated outbox) only.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        std::str::from_utf8(&self.digits[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    /// How many digits the code has.
+    #[must_use]
+    pub fn length(&self) -> OtpLength {
+        OtpLength(self.len)
+    }
+}
+
+impl fmt::Debug for OtpCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OtpCode(****)")
+    }
+}
+
+/// Identifies one issued code of one phone. Binding the hash to it means two
+/// codes with the same digits still hash differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChallengeId(Uuid);
+
+impl ChallengeId {
+    /// A fresh random id.
+    pub fn generate(rng: &dyn Random) -> Self {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Self(uuid::Builder::from_random_bytes(bytes).into_uuid())
+    }
+
+    /// Wraps an id read back from a store.
+    #[must_use]
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The id as a UUID, for stores.
+    #[must_use]
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+/// HMAC-SHA256 of a code, keyed with the server's [`OtpKey`] and bound to the
+/// phone and the [`ChallengeId`]. This, never the code, is what a store keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct OtpHash([u8; 32]);
+
+impl OtpHash {
+    /// Wraps 32 bytes read back from a store.
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 32 bytes, for stores.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OtpHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OtpHash(..)")
+    }
+}
+
+/// The server's secret key for hashing login codes. At least 32 bytes; its
+/// `Debug` never prints it.
+///
+/// Every process that shares a store must use the same key, or a code sent by
+/// one cannot be verified by another.
+#[derive(Clone)]
+pub struct OtpKey(Hmac<Sha256>);
+
+/// A key shorter than 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the code-hashing key must have at least 32 bytes, not {0}")]
+pub struct OtpKeyError(pub usize);
+
+const HASH_DOMAIN: &[u8] = b"referral/otp/v1\0";
+
+impl OtpKey {
+    /// The shortest accepted key, in bytes.
+    pub const MIN_LEN: usize = 32;
+
+    /// A key from secret bytes.
+    ///
+    /// # Errors
+    /// [`OtpKeyError`] for fewer than 32 bytes.
+    pub fn from_bytes(secret: &[u8]) -> Result<Self, OtpKeyError> {
+        if secret.len() < Self::MIN_LEN {
+            return Err(OtpKeyError(secret.len()));
+        }
+        Ok(Self(Self::mac(secret)))
+    }
+
+    /// A key derived from a longer-lived `master` secret for one `purpose`
+    /// (HMAC-SHA256(master, purpose)), so one configured secret can serve
+    /// several uses without the uses sharing a key.
+    ///
+    /// # Errors
+    /// [`OtpKeyError`] when `master` has fewer than 32 bytes.
+    pub fn derive(master: &[u8], purpose: &str) -> Result<Self, OtpKeyError> {
+        if master.len() < Self::MIN_LEN {
+            return Err(OtpKeyError(master.len()));
+        }
+        let mut mac = Self::mac(master);
+        mac.update(purpose.as_bytes());
+        Self::from_bytes(&mac.finalize().into_bytes())
+    }
+
+    /// A random key: fine for one process on its own, wrong for several
+    /// processes sharing a store.
+    pub fn generate(rng: &dyn Random) -> Self {
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        Self(Self::mac(&secret))
+    }
+
+    fn mac(secret: &[u8]) -> Hmac<Sha256> {
+        // HMAC takes keys of any length; the length was checked above.
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!())
+    }
+
+    fn keyed(&self, phone: &PhoneNumber, challenge: ChallengeId, code: &OtpCode) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        mac.update(HASH_DOMAIN);
+        mac.update(&phone.digits().to_be_bytes());
+        mac.update(challenge.0.as_bytes());
+        mac.update(code.expose().as_bytes());
+        mac
+    }
+
+    /// The hash a store keeps for `code`.
+    #[must_use]
+    pub fn hash(&self, phone: &PhoneNumber, challenge: ChallengeId, code: &OtpCode) -> OtpHash {
+        OtpHash(
+            self.keyed(phone, challenge, code)
+                .finalize()
+                .into_bytes()
+                .into(),
+        )
+    }
+}
+
+impl fmt::Debug for OtpKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OtpKey(<redacted>)")
+    }
+}
+
+/// A guess at a phone's login code, handed to
+/// [`OtpStore::verify_otp`](crate::store::OtpStore::verify_otp) so the store
+/// can check it against the live challenge inside its atomic operation.
+#[derive(Debug, Clone, Copy)]
+pub struct OtpGuess<'a> {
+    key: &'a OtpKey,
+    phone: &'a PhoneNumber,
+    code: &'a OtpCode,
+}
+
+impl<'a> OtpGuess<'a> {
+    /// A guess of `code` for `phone`, checked with `key`.
+    #[must_use]
+    pub fn new(key: &'a OtpKey, phone: &'a PhoneNumber, code: &'a OtpCode) -> Self {
+        Self { key, phone, code }
+    }
+
+    /// Whether the guess is the code hashed into `stored` for `challenge`,
+    /// compared in constant time.
+    #[must_use]
+    pub fn matches(&self, challenge: ChallengeId, stored: &OtpHash) -> bool {
+        self.key
+            .keyed(self.phone, challenge, self.code)
+            .verify_slice(&stored.0)
+            .is_ok()
+    }
+}
+
+/// The rules of the login-code lifecycle. The defaults are the ones in the
+/// HTTP contract and give the brute-force bound in the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use referral_core::OtpPolicy;
+///
+/// let mut policy = OtpPolicy::default();
+/// policy.ttl = Duration::from_secs(120);
+/// assert_eq!(policy.max_attempts, 5);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtpPolicy {
+    /// Digits in a code (4).
+    pub length: OtpLength,
+    /// How long a code stays valid (300 s).
+    pub ttl: Duration,
+    /// Wrong guesses that burn one code (5).
+    pub max_attempts: u32,
+    /// Least time between two codes sent to one phone (60 s).
+    pub resend_cooldown: Duration,
+    /// Codes sent to one phone within any [`send_window`](Self::send_window) (5).
+    pub max_sends_per_window: u32,
+    /// The rolling window of `max_sends_per_window` (1 hour).
+    pub send_window: Duration,
+    /// Wrong guesses for one phone within any
+    /// [`failure_window`](Self::failure_window), across codes, before the
+    /// phone is locked until the window frees (10).
+    pub max_failures_per_window: u32,
+    /// The rolling window of `max_failures_per_window` (24 hours).
+    pub failure_window: Duration,
+}
+
+impl Default for OtpPolicy {
+    fn default() -> Self {
+        Self {
+            length: OtpLength::default(),
+            ttl: Duration::from_secs(300),
+            max_attempts: 5,
+            resend_cooldown: Duration::from_secs(60),
+            max_sends_per_window: 5,
+            send_window: Duration::from_secs(3600),
+            max_failures_per_window: 10,
+            failure_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::SeededRandom;
+    use proptest::prelude::*;
+
+    fn four() -> OtpLength {
+        OtpLength::default()
+    }
+
+    #[test]
+    fn parse_checks_length_and_digits() {
+        assert_eq!(OtpCode::parse(" 1234 ", four()).unwrap().expose(), "1234");
+        assert_eq!(
+            OtpCode::parse("123", four()),
+            Err(OtpCodeError::InvalidLength { expected: 4 })
+        );
+        assert_eq!(
+            OtpCode::parse("12a4", four()),
+            Err(OtpCodeError::InvalidCharacter)
+        );
+        assert_eq!(
+            OtpCode::parse("١٢٣٤", four()),
+            Err(OtpCodeError::InvalidCharacter)
+        );
+        let six = OtpLength::new(6).unwrap();
+        assert_eq!(OtpCode::parse("123456", six).unwrap().length(), six);
+        assert!(OtpLength::new(3).is_err());
+        assert!(OtpLength::new(9).is_err());
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let code = OtpCode::parse("9876", four()).unwrap();
+        let key = OtpKey::from_bytes(&[7u8; 32]).unwrap();
+        let phone: PhoneNumber = "+79991234567".parse().unwrap();
+        let shown = format!("{code:?} {key:?} {:?}", OtpGuess::new(&key, &phone, &code));
+        assert!(!shown.contains("9876"), "{shown}");
+        assert!(!shown.contains("7, 7"), "{shown}");
+    }
+
+    #[test]
+    fn hash_is_bound_to_phone_challenge_and_key() {
+        let rng = SeededRandom::new(3);
+        let key = OtpKey::from_bytes(&[1u8; 32]).unwrap();
+        let other_key = OtpKey::derive(&[1u8; 32], "other").unwrap();
+        let a: PhoneNumber = "+79991234567".parse().unwrap();
+        let b: PhoneNumber = "+79991234568".parse().unwrap();
+        let code = OtpCode::parse("1234", four()).unwrap();
+        let (c1, c2) = (ChallengeId::generate(&rng), ChallengeId::generate(&rng));
+        let h = key.hash(&a, c1, &code);
+        assert!(OtpGuess::new(&key, &a, &code).matches(c1, &h));
+        assert!(!OtpGuess::new(&key, &a, &code).matches(c2, &h));
+        assert!(!OtpGuess::new(&key, &b, &code).matches(c1, &h));
+        assert!(!OtpGuess::new(&other_key, &a, &code).matches(c1, &h));
+        let wrong = OtpCode::parse("1235", four()).unwrap();
+        assert!(!OtpGuess::new(&key, &a, &wrong).matches(c1, &h));
+        assert_ne!(key.hash(&a, c2, &code), h);
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert_eq!(OtpKey::from_bytes(&[0u8; 31]).err(), Some(OtpKeyError(31)));
+        assert!(OtpKey::derive(b"short", "otp").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn generated_codes_parse_back(seed: u64, len in 4u8..=8) {
+            let length = OtpLength::new(len).unwrap();
+            let code = OtpCode::generate(length, &SeededRandom::new(seed));
+            prop_assert_eq!(code.expose().len(), usize::from(len));
+            prop_assert_eq!(OtpCode::parse(code.expose(), length), Ok(code));
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,12}", len in 4u8..=8) {
+            let _ = OtpCode::parse(&s, OtpLength::new(len).unwrap());
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The storage ports: what a store MUST guarantee for the rules to hold.
+//!
+//! Every rule that must survive concurrent requests, several server processes
+//! and retries is ONE store operation, atomic as a whole, returning an outcome
+//! enum. The service never reads state and then writes based on it; the store
+//! decides. A PostgreSQL store decides with a single statement or a constraint;
+//! an in-memory store under one lock guard (never held across an `.await`).
+//!
+//! Stores never read the clock: every operation that depends on time takes
+//! `now` from the caller, so a test clock drives expiry and rolling windows in
+//! any store alike. Rate-limit state lives in the store, so limits hold across
+//! processes sharing it.
+//!
+//! The two traits are independent consistency domains (no operation spans
+//! both), so a deployment may keep login codes and users in different stores.
+//! The conformance kit (`testkit` feature) checks every contract below.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::event::EventId;
+use crate::invite_code::InviteCode;
+use crate::otp::{ChallengeId, OtpGuess, OtpHash, OtpPolicy};
+use crate::phone::PhoneNumber;
+use crate::user::{Profile, ReferralCursor, ReferralPage, User, UserId};
+
+/// A freshly drawn login code, as the store keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewChallenge {
+    /// Its id; the hash is bound to it.
+    pub id: ChallengeId,
+    /// The keyed hash of the code.
+    pub hash: OtpHash,
+    /// When it was issued (the caller's `now`).
+    pub issued_at: DateTime<Utc>,
+    /// When it stops verifying.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What [`OtpStore::issue_otp`] did.
+#[must_use]
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// The challenge replaced the phone's previous one and the send was
+    /// charged. `next_send_at` is when the phone may have another code (the
+    /// later of the cooldown's end and the send window freeing a place).
+    Issued {
+        /// When the next code may be sent.
+        next_send_at: DateTime<Utc>,
+    },
+    /// The previous charged send is younger than the resend cooldown.
+    Cooldown {
+        /// When the cooldown ends.
+        retry_at: DateTime<Utc>,
+    },
+    /// The phone had `max_sends_per_window` charged sends in the send window.
+    TooManySends {
+        /// When the oldest of them leaves the window.
+        retry_at: DateTime<Utc>,
+    },
+    /// The phone had `max_failures_per_window` wrong guesses in the failure
+    /// window and is locked.
+    Locked {
+        /// When enough of them leave the window.
+        retry_at: DateTime<Utc>,
+    },
+}
+
+/// What [`OtpStore::verify_otp`] did.
+#[must_use]
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    /// The guess was right; the challenge is consumed and verifies never again.
+    Verified,
+    /// The guess was wrong; it was counted against the challenge and the phone.
+    /// At 0 attempts left the challenge is burned.
+    Mismatch {
+        /// Wrong guesses the challenge still takes before it burns.
+        attempts_left: u32,
+    },
+    /// The challenge already took `max_attempts` wrong guesses; nothing counted.
+    Burned {
+        /// When the burned challenge was issued.
+        issued_at: DateTime<Utc>,
+    },
+    /// The challenge is past `expires_at`; nothing counted.
+    Expired,
+    /// The phone has no challenge, or it was consumed or revoked; nothing counted.
+    NoChallenge,
+    /// The phone is locked by its wrong guesses; nothing counted, the guess
+    /// was not even checked.
+    Locked {
+        /// When enough wrong guesses leave the failure window.
+        retry_at: DateTime<Utc>,
+    },
+}
+
+/// Stores login-code challenges and the per-phone counters that limit them.
+///
+/// Implementations MUST make each method one atomic step with respect to every
+/// other call on the same phone, from any process sharing the store.
+#[async_trait]
+pub trait OtpStore: Send + Sync + 'static {
+    /// Stores `challenge` as the phone's only live code, if the phone's limits
+    /// allow one more send; charges the send when it does.
+    ///
+    /// In one atomic step, checking in this order:
+    /// 1. wrong guesses in `(now - failure_window, now]` ≥
+    ///    `max_failures_per_window` → [`IssueOutcome::Locked`];
+    /// 2. the latest charged send is after `now - resend_cooldown` →
+    ///    [`IssueOutcome::Cooldown`];
+    /// 3. charged sends in `(now - send_window, now]` ≥ `max_sends_per_window`
+    ///    → [`IssueOutcome::TooManySends`];
+    /// 4. otherwise record a charged send for `challenge.id` at `now`, make
+    ///    `challenge` the phone's live code (the previous one stops verifying)
+    ///    with 0 wrong guesses, and return [`IssueOutcome::Issued`].
+    ///
+    /// Nothing changes on the first three outcomes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; nothing may have changed then.
+    async fn issue_otp(
+        &self,
+        phone: &PhoneNumber,
+        challenge: &NewChallenge,
+        policy: &OtpPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<IssueOutcome, StoreError>;
+
+    /// Undoes the send of `challenge` after the SMS could not be sent: if it is
+    /// still the phone's live code it stops verifying, and its send is no
+    /// longer charged (neither cooldown nor send window count it). Idempotent;
+    /// a no-op for an unknown or replaced challenge (except that its send is
+    /// uncharged).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn revoke_otp(
+        &self,
+        phone: &PhoneNumber,
+        challenge: ChallengeId,
+    ) -> Result<(), StoreError>;
+
+    /// Checks `guess` against the phone's live code and counts the result, in
+    /// one atomic step, checking in this order:
+    /// 1. wrong guesses in `(now - failure_window, now]` ≥
+    ///    `max_failures_per_window` → [`VerifyOutcome::Locked`];
+    /// 2. no live challenge (none, consumed, revoked) →
+    ///    [`VerifyOutcome::NoChallenge`];
+    /// 3. `max_attempts` wrong guesses taken → [`VerifyOutcome::Burned`];
+    /// 4. `now >= expires_at` → [`VerifyOutcome::Expired`];
+    /// 5. `guess.matches(id, hash)` → consume the challenge,
+    ///    [`VerifyOutcome::Verified`];
+    /// 6. otherwise count one wrong guess on the challenge and one for the
+    ///    phone at `now`, [`VerifyOutcome::Mismatch`].
+    ///
+    /// Of any number of concurrent calls with the right code, exactly one
+    /// returns `Verified`. No wrong guess may go uncounted under concurrency.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn verify_otp(
+        &self,
+        phone: &PhoneNumber,
+        guess: &OtpGuess<'_>,
+        policy: &OtpPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<VerifyOutcome, StoreError>;
+
+    /// Whether the store answers.
+    ///
+    /// # Errors
+    /// [`StoreError`] when it does not.
+    async fn health(&self) -> Result<(), StoreError>;
+}
+
+/// The user a first login would create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewUser {
+    /// The new user's id.
+    pub id: UserId,
+    /// The moment of the first login.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What [`ReferralStore::register`] did.
+#[must_use]
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// The phone had no user; this one was created.
+    Created(User),
+    /// The phone already had this user; nothing changed.
+    Existing(User),
+    /// Every candidate invite code was taken; nothing changed.
+    CodesExhausted,
+}
+
+/// Limits of invite activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvitePolicy {
+    /// Activations of unknown codes by one user within any
+    /// [`failure_window`](Self::failure_window) before the user must wait (10).
+    pub max_failures_per_window: u32,
+    /// The rolling window of `max_failures_per_window` (1 hour).
+    pub failure_window: std::time::Duration,
+}
+
+impl Default for InvitePolicy {
+    fn default() -> Self {
+        Self {
+            max_failures_per_window: 10,
+            failure_window: std::time::Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What [`ReferralStore::activate_invite`] did: the one-invite rule.
+#[must_use]
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationOutcome {
+    /// The user now has `referrer`'s code activated.
+    Activated {
+        /// The code's owner.
+        referrer: UserId,
+    },
+    /// The user had already activated this very code; nothing changed (a safe
+    /// retry).
+    AlreadyActive {
+        /// The code's owner.
+        referrer: UserId,
+    },
+    /// The user activated another code before; nothing changed.
+    AlreadyActivated {
+        /// The code the user activated.
+        code: InviteCode,
+    },
+    /// No user has this code; one failure was counted for the user.
+    UnknownCode,
+    /// The code is the user's own; nothing changed.
+    SelfReferral,
+    /// The code's owner is referred by the user, directly or through a chain;
+    /// activating would close a cycle. Nothing changed.
+    Cycle,
+    /// The user had too many unknown codes in the failure window; nothing
+    /// changed, the code was not even looked up.
+    RateLimited {
+        /// When enough failures leave the window.
+        retry_at: DateTime<Utc>,
+    },
+    /// No user has this id.
+    UserNotFound,
+}
+
+/// Stores users, the referral graph and the event outbox.
+///
+/// Implementations MUST make each method one atomic step with respect to every
+/// other call, from any process sharing the store.
+#[async_trait]
+pub trait ReferralStore: Send + Sync + 'static {
+    /// The phone's user, creating it on the first call.
+    ///
+    /// In one atomic step: if `phone` has a user, return
+    /// [`RegisterOutcome::Existing`]. Otherwise create `user` with the first of
+    /// `invite_codes` no other user holds (codes compare as stored: upper
+    /// case), record [`EventKind::UserRegistered`](crate::EventKind) in the
+    /// outbox, and return [`RegisterOutcome::Created`]; if every candidate is
+    /// taken, [`RegisterOutcome::CodesExhausted`]. Collisions MUST be decided
+    /// by the store (a unique index or the same lock), never by a check
+    /// followed by an insert. Of concurrent calls for one phone exactly one
+    /// creates; the others return `Existing` with the same user.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn register(
+        &self,
+        phone: &PhoneNumber,
+        user: NewUser,
+        invite_codes: &[InviteCode],
+    ) -> Result<RegisterOutcome, StoreError>;
+
+    /// The user with this id.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// The user's profile with the phones of the first `referrals` referrals
+    /// (oldest activation first). Its cost MUST NOT grow with the number of
+    /// referrals beyond the `referrals` asked for (keep a counter).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn profile(&self, id: UserId, referrals: usize) -> Result<Option<Profile>, StoreError>;
+
+    /// Activates `code` for `user`: the one-invite rule, in one atomic step,
+    /// checking in this order:
+    /// 1. no such user → [`ActivationOutcome::UserNotFound`];
+    /// 2. the user activated a code before: the same code →
+    ///    [`ActivationOutcome::AlreadyActive`], another →
+    ///    [`ActivationOutcome::AlreadyActivated`];
+    /// 3. unknown codes by this user in `(now - failure_window, now]` ≥
+    ///    `max_failures_per_window` → [`ActivationOutcome::RateLimited`];
+    /// 4. no user holds `code` → count a failure for the user at `now`,
+    ///    [`ActivationOutcome::UnknownCode`];
+    /// 5. the code is the user's own → [`ActivationOutcome::SelfReferral`];
+    /// 6. the user is the code owner's referrer, or its referrer's, and so
+    ///    on → [`ActivationOutcome::Cycle`];
+    /// 7. otherwise record the activation at `now` (the owner's referral count
+    ///    and list grow by one), record
+    ///    [`EventKind::InviteActivated`](crate::EventKind) in the outbox, and
+    ///    return [`ActivationOutcome::Activated`].
+    ///
+    /// However many calls race, a user ends with at most one activated code,
+    /// the graph never holds a cycle (also when two users activate each
+    /// other's codes at the same instant), and referral counts are exact.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn activate_invite(
+        &self,
+        user: UserId,
+        code: &InviteCode,
+        policy: &InvitePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<ActivationOutcome, StoreError>;
+
+    /// Up to `limit` referrals of `user` after `after` (from the first when
+    /// `None`), oldest activation first, ordered by `(activated_at, user id)`;
+    /// `next` is set exactly when more follow. `None` when no such user. The
+    /// cost MUST NOT grow with the number of referrals (seek, do not skip).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn referrals(
+        &self,
+        user: UserId,
+        after: Option<ReferralCursor>,
+        limit: usize,
+    ) -> Result<Option<ReferralPage>, StoreError>;
+
+    /// Up to `limit` outbox events after `after` (from the first when `None`),
+    /// in id order. An event becomes readable only with the change it
+    /// records, and never after a later id has been returned: a consumer that
+    /// passes the last id it saw misses nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    async fn events_after(
+        &self,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// Whether the store answers.
+    ///
+    /// # Errors
+    /// [`StoreError`] when it does not.
+    async fn health(&self) -> Result<(), StoreError>;
+}
+
+macro_rules! forward_stores {
+    ($($ptr:ident),*) => {$(
+        #[async_trait]
+        impl<T: OtpStore + ?Sized> OtpStore for $ptr<T> {
+            async fn issue_otp(
+                &self,
+                phone: &PhoneNumber,
+                challenge: &NewChallenge,
+                policy: &OtpPolicy,
+                now: DateTime<Utc>,
+            ) -> Result<IssueOutcome, StoreError> {
+                (**self).issue_otp(phone, challenge, policy, now).await
+            }
+
+            async fn revoke_otp(
+                &self,
+                phone: &PhoneNumber,
+                challenge: ChallengeId,
+            ) -> Result<(), StoreError> {
+                (**self).revoke_otp(phone, challenge).await
+            }
+
+            async fn verify_otp(
+                &self,
+                phone: &PhoneNumber,
+                guess: &OtpGuess<'_>,
+                policy: &OtpPolicy,
+                now: DateTime<Utc>,
+            ) -> Result<VerifyOutcome, StoreError> {
+                (**self).verify_otp(phone, guess, policy, now).await
+            }
+
+            async fn health(&self) -> Result<(), StoreError> {
+                (**self).health().await
+            }
+        }
+
+        #[async_trait]
+        impl<T: ReferralStore + ?Sized> ReferralStore for $ptr<T> {
+            async fn register(
+                &self,
+                phone: &PhoneNumber,
+                user: NewUser,
+                invite_codes: &[InviteCode],
+            ) -> Result<RegisterOutcome, StoreError> {
+                (**self).register(phone, user, invite_codes).await
+            }
+
+            async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+                (**self).user(id).await
+            }
+
+            async fn profile(
+                &self,
+                id: UserId,
+                referrals: usize,
+            ) -> Result<Option<Profile>, StoreError> {
+                (**self).profile(id, referrals).await
+            }
+
+            async fn activate_invite(
+                &self,
+                user: UserId,
+                code: &InviteCode,
+                policy: &InvitePolicy,
+                now: DateTime<Utc>,
+            ) -> Result<ActivationOutcome, StoreError> {
+                (**self).activate_invite(user, code, policy, now).await
+            }
+
+            async fn referrals(
+                &self,
+                user: UserId,
+                after: Option<ReferralCursor>,
+                limit: usize,
+            ) -> Result<Option<ReferralPage>, StoreError> {
+                (**self).referrals(user, after, limit).await
+            }
+
+            async fn events_after(
+                &self,
+                after: Option<EventId>,
+                limit: usize,
+            ) -> Result<Vec<Event>, StoreError> {
+                (**self).events_after(after, limit).await
+            }
+
+            async fn health(&self) -> Result<(), StoreError> {
+                (**self).health().await
+            }
+        }
+    )*};
+}
+
+forward_stores!(Arc, Box);

@@ -1,0 +1,300 @@
+//! Users, the referral graph and the event outbox, behind one lock.
+
+use std::collections::{HashMap, VecDeque};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use referral_core::store::{
+    ActivationOutcome, InvitePolicy, NewUser, ReferralStore, RegisterOutcome,
+};
+use referral_core::{
+    Event, EventId, EventKind, InviteCode, PhoneNumber, Profile, Referral, ReferralCursor,
+    ReferralPage, StoreError, User, UserId,
+};
+
+use crate::MemoryStore;
+
+/// Index of a user in [`Graph::users`].
+type Ix = u32;
+
+#[derive(Debug, Default)]
+pub(crate) struct Graph {
+    users: Vec<UserRec>,
+    by_id: HashMap<UserId, Ix>,
+    by_phone: HashMap<PhoneNumber, Ix>,
+    by_code: HashMap<InviteCode, Ix>,
+    /// Outbox; an event's id is its index + 1.
+    events: Vec<EventRec>,
+    /// Unknown invite codes tried, per user, oldest first.
+    invite_failures: HashMap<Ix, VecDeque<DateTime<Utc>>>,
+}
+
+#[derive(Debug)]
+struct UserRec {
+    id: UserId,
+    phone: PhoneNumber,
+    code: InviteCode,
+    created_at: DateTime<Utc>,
+    /// Whose code this user activated.
+    referrer: Option<Ix>,
+    /// Who activated this user's code, sorted by `(activated_at, user id)`.
+    referrals: Vec<(DateTime<Utc>, Ix)>,
+}
+
+/// Events keep indices, not copies: users never change phone or code, so the
+/// full event is rebuilt exactly when read.
+#[derive(Debug)]
+struct EventRec {
+    at: DateTime<Utc>,
+    kind: EventRecKind,
+}
+
+#[derive(Debug)]
+enum EventRecKind {
+    Registered(Ix),
+    Activated { user: Ix, referrer: Ix },
+}
+
+impl Graph {
+    pub(crate) fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    fn rec(&self, ix: Ix) -> &UserRec {
+        &self.users[ix as usize]
+    }
+
+    fn user(&self, ix: Ix) -> User {
+        let r = self.rec(ix);
+        User {
+            id: r.id,
+            phone: r.phone,
+            invite_code: r.code,
+            created_at: r.created_at,
+        }
+    }
+
+    fn referral_key(&self, (at, ix): (DateTime<Utc>, Ix)) -> (DateTime<Utc>, UserId) {
+        (at, self.rec(ix).id)
+    }
+
+    fn event(&self, i: usize) -> Event {
+        let rec = &self.events[i];
+        let kind = match rec.kind {
+            EventRecKind::Registered(ix) => {
+                let u = self.rec(ix);
+                EventKind::UserRegistered {
+                    user: u.id,
+                    phone: u.phone,
+                    invite_code: u.code,
+                }
+            }
+            EventRecKind::Activated { user, referrer } => {
+                let r = self.rec(referrer);
+                EventKind::InviteActivated {
+                    user: self.rec(user).id,
+                    referrer: r.id,
+                    invite_code: r.code,
+                }
+            }
+        };
+        Event {
+            id: EventId(i as u64 + 1),
+            at: rec.at,
+            kind,
+        }
+    }
+
+    /// Whether `ancestor` referred `ix`, directly or through a chain.
+    fn referred_by(&self, mut ix: Ix, ancestor: Ix) -> bool {
+        // The graph is acyclic (that is what this check keeps), so the walk ends.
+        while let Some(up) = self.rec(ix).referrer {
+            if up == ancestor {
+                return true;
+            }
+            ix = up;
+        }
+        false
+    }
+}
+
+fn delta(d: std::time::Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+#[async_trait]
+impl ReferralStore for MemoryStore {
+    async fn register(
+        &self,
+        phone: &PhoneNumber,
+        user: NewUser,
+        invite_codes: &[InviteCode],
+    ) -> Result<RegisterOutcome, StoreError> {
+        let mut g = self.users_write();
+        if let Some(&ix) = g.by_phone.get(phone) {
+            return Ok(RegisterOutcome::Existing(g.user(ix)));
+        }
+        let Some(&code) = invite_codes.iter().find(|c| !g.by_code.contains_key(c)) else {
+            return Ok(RegisterOutcome::CodesExhausted);
+        };
+        if g.by_id.contains_key(&user.id) {
+            return Err(StoreError::internal(format!(
+                "user id {} is taken",
+                user.id
+            )));
+        }
+        let ix = Ix::try_from(g.users.len())
+            .map_err(|_| StoreError::internal("the memory store holds 2^32 users"))?;
+        g.users.push(UserRec {
+            id: user.id,
+            phone: *phone,
+            code,
+            created_at: user.created_at,
+            referrer: None,
+            referrals: Vec::new(),
+        });
+        g.by_id.insert(user.id, ix);
+        g.by_phone.insert(*phone, ix);
+        g.by_code.insert(code, ix);
+        g.events.push(EventRec {
+            at: user.created_at,
+            kind: EventRecKind::Registered(ix),
+        });
+        Ok(RegisterOutcome::Created(g.user(ix)))
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let g = self.users_read();
+        Ok(g.by_id.get(&id).map(|&ix| g.user(ix)))
+    }
+
+    async fn profile(&self, id: UserId, referrals: usize) -> Result<Option<Profile>, StoreError> {
+        let g = self.users_read();
+        let Some(&ix) = g.by_id.get(&id) else {
+            return Ok(None);
+        };
+        let rec = g.rec(ix);
+        Ok(Some(Profile {
+            user: g.user(ix),
+            activated_invite_code: rec.referrer.map(|r| g.rec(r).code),
+            referral_count: rec.referrals.len() as u64,
+            referrals: rec
+                .referrals
+                .iter()
+                .take(referrals)
+                .map(|&(_, r)| g.rec(r).phone)
+                .collect(),
+        }))
+    }
+
+    async fn activate_invite(
+        &self,
+        user: UserId,
+        code: &InviteCode,
+        policy: &InvitePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<ActivationOutcome, StoreError> {
+        let mut g = self.users_write();
+        let Some(&ix) = g.by_id.get(&user) else {
+            return Ok(ActivationOutcome::UserNotFound);
+        };
+        if let Some(referrer) = g.rec(ix).referrer {
+            let r = g.rec(referrer);
+            return Ok(if r.code == *code {
+                ActivationOutcome::AlreadyActive { referrer: r.id }
+            } else {
+                ActivationOutcome::AlreadyActivated { code: r.code }
+            });
+        }
+        let window = delta(policy.failure_window);
+        let max = policy.max_failures_per_window as usize;
+        if let Some(failures) = g.invite_failures.get_mut(&ix) {
+            while failures.front().is_some_and(|at| *at <= now - window) {
+                failures.pop_front();
+            }
+            if failures.len() >= max {
+                let retry_at = failures[failures.len() - max] + window;
+                return Ok(ActivationOutcome::RateLimited { retry_at });
+            }
+        }
+        let Some(&owner) = g.by_code.get(code) else {
+            let failures = g.invite_failures.entry(ix).or_default();
+            let i = failures.partition_point(|at| *at <= now);
+            failures.insert(i, now);
+            return Ok(ActivationOutcome::UnknownCode);
+        };
+        if owner == ix {
+            return Ok(ActivationOutcome::SelfReferral);
+        }
+        if g.referred_by(owner, ix) {
+            return Ok(ActivationOutcome::Cycle);
+        }
+        let key = (now, user);
+        let owner_rec = g.rec(owner);
+        let pos = owner_rec
+            .referrals
+            .partition_point(|&e| g.referral_key(e) <= key);
+        let referrer = owner_rec.id;
+        g.users[owner as usize].referrals.insert(pos, (now, ix));
+        g.users[ix as usize].referrer = Some(owner);
+        g.invite_failures.remove(&ix);
+        g.events.push(EventRec {
+            at: now,
+            kind: EventRecKind::Activated {
+                user: ix,
+                referrer: owner,
+            },
+        });
+        Ok(ActivationOutcome::Activated { referrer })
+    }
+
+    async fn referrals(
+        &self,
+        user: UserId,
+        after: Option<ReferralCursor>,
+        limit: usize,
+    ) -> Result<Option<ReferralPage>, StoreError> {
+        let g = self.users_read();
+        let Some(&ix) = g.by_id.get(&user) else {
+            return Ok(None);
+        };
+        let list = &g.rec(ix).referrals;
+        let start = after.map_or(0, |c| {
+            let key = (c.activated_at(), c.user());
+            list.partition_point(|&e| g.referral_key(e) <= key)
+        });
+        let end = start.saturating_add(limit).min(list.len());
+        let items: Vec<Referral> = list[start..end]
+            .iter()
+            .map(|&(activated_at, r)| {
+                let rec = g.rec(r);
+                Referral {
+                    user: rec.id,
+                    phone: rec.phone,
+                    activated_at,
+                }
+            })
+            .collect();
+        let next = if end < list.len() {
+            items.last().map(ReferralCursor::after)
+        } else {
+            None
+        };
+        Ok(Some(ReferralPage { items, next }))
+    }
+
+    async fn events_after(
+        &self,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let g = self.users_read();
+        let start = after.map_or(0, |EventId(id)| usize::try_from(id).unwrap_or(usize::MAX));
+        let end = start.saturating_add(limit).min(g.events.len());
+        Ok((start.min(end)..end).map(|i| g.event(i)).collect())
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
