@@ -137,15 +137,16 @@ impl<S: KitStore> Harness<S> {
     pub fn with_config(store: S, config: Config) -> Self {
         let store = Arc::new(store);
         let clock = Arc::new(TestClock::default());
-        let sms = Arc::new(StubSmsSender::with_clock(clock.clone()));
+        let sms = Arc::new(StubSmsSender::with_clock(Arc::<TestClock>::clone(&clock)));
         let key = OtpKey::from_bytes(&[42u8; 32]).expect("32 bytes");
-        let service = ReferralService::builder(Arc::clone(&store), sms.clone())
-            .clock(clock.clone())
-            .random(Arc::new(SeededRandom::new(0x5eed)))
-            .otp_key(key.clone())
-            .config(config)
-            .build()
-            .expect("valid config");
+        let service =
+            ReferralService::builder(Arc::clone(&store), Arc::<StubSmsSender>::clone(&sms))
+                .clock(Arc::<TestClock>::clone(&clock))
+                .random(Arc::new(SeededRandom::new(0x5eed)))
+                .otp_key(key.clone())
+                .config(config)
+                .build()
+                .expect("valid config");
         Self {
             store,
             service,
@@ -929,7 +930,7 @@ pub mod cases {
             );
             match page.next {
                 Some(next) => {
-                    cursor = Some(ReferralCursor::parse(&next.to_string()).expect("round trip"))
+                    cursor = Some(ReferralCursor::parse(&next.to_string()).expect("round trip"));
                 }
                 None => break,
             }
@@ -1236,7 +1237,7 @@ pub mod cases {
         for r in &results {
             match r {
                 RegisterOutcome::Created(u) | RegisterOutcome::Existing(u) => {
-                    assert_eq!(u, &created[0])
+                    assert_eq!(u, &created[0]);
                 }
                 other => panic!("{other:?}"),
             }
