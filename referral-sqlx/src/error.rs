@@ -1,0 +1,73 @@
+//! Mapping sqlx errors to [`StoreError`].
+
+use referral_core::StoreError;
+
+/// Maps a sqlx error, keeping it as the source.
+///
+/// [`StoreError::Unavailable`]: the database cannot be reached or serve now
+/// (refused or lost connection, pool timeout or closed, TLS failure, the
+/// server shutting down or starting up, too many connections, a statement
+/// timeout, a read-only server after a failover). Anything else, a bug or a
+/// schema that does not match, is [`StoreError::Internal`].
+pub(crate) fn map(error: sqlx::Error) -> StoreError {
+    if is_unavailable(&error) {
+        StoreError::unavailable(error)
+    } else {
+        StoreError::internal(error)
+    }
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs that say "not now" rather than "wrong".
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources (too many connections, disk full)
+        || code.starts_with("57P") // admin/crash shutdown, cannot connect now, database dropped
+        || code == "57014" // query canceled: statement_timeout
+        || code == "25006" // read-only transaction: a standby after failover
+}
+
+/// Maps a migration error.
+pub(crate) fn map_migrate(error: sqlx::migrate::MigrateError) -> StoreError {
+    match error {
+        sqlx::migrate::MigrateError::Execute(e) => map(e),
+        other => StoreError::internal(other),
+    }
+}
+
+/// An error for data the database returned but this crate cannot decode.
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::internal(format!("unexpected data from the database: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_problems_are_unavailable() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(map(sqlx::Error::Io(refused)).is_transient());
+        assert!(map(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(map(sqlx::Error::PoolClosed).is_transient());
+        assert!(!map(sqlx::Error::RowNotFound).is_transient());
+        assert!(!map(sqlx::Error::Protocol("bad".into())).is_transient());
+        for code in ["08006", "57P01", "57P03", "53300", "57014", "25006"] {
+            assert!(unavailable_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "42P01", "XX000", "40P01"] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
+    }
+}

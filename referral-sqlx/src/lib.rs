@@ -1,0 +1,371 @@
+//! # referral-sqlx
+//!
+//! [`PgStore`]: a PostgreSQL implementation of every store port of
+//! [`referral_core`] ([`OtpStore`](referral_core::store::OtpStore) and
+//! [`ReferralStore`](referral_core::store::ReferralStore)) on sqlx 0.8.
+//!
+//! It is the store to run many stateless server processes on: every rule of
+//! the ports (one activation per user, no referral cycle, unique invite codes,
+//! a login code verified once, attempt and send limits) is decided by
+//! PostgreSQL, by a constraint or inside one function call, never by reading
+//! in Rust and writing afterwards. So the rules hold however many processes
+//! share the database.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use referral_core::{ReferralService, StubSmsSender};
+//! use referral_sqlx::PgStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PgStore::connect("postgres://app@localhost/referral").await?;
+//! store.migrate().await?; // creates or updates the tables, once per deployment is enough
+//! let service = ReferralService::builder(Arc::new(store), Arc::new(StubSmsSender::new())).build()?;
+//! # let _ = service; Ok(()) }
+//! ```
+//!
+//! ## Connecting
+//!
+//! [`PgStore::connect`] and [`PgStore::connect_with`] build the pool
+//! *lazily*: they check the options but open no connection, so a server can
+//! start while the database is down. Every operation then answers
+//! [`StoreError::Unavailable`](referral_core::StoreError::Unavailable) until
+//! the database is back, and works again without rebuilding the store (the
+//! pool tests each connection before handing it out). Call
+//! [`health`](referral_core::store::ReferralStore::health) or
+//! [`PgStore::migrate`] at start-up to fail fast instead.
+//!
+//! [`PgStoreOptions`] holds the knobs: pool size, acquire timeout and
+//! statement timeout, with defaults fit for a web server. Bring an existing
+//! [`PgPool`] with [`PgStore::from_pool`]; its connections must use READ
+//! COMMITTED, PostgreSQL's default (the store refuses to run otherwise).
+//!
+//! ## Schema
+//!
+//! [`MIGRATOR`] holds the migrations (tables prefixed `referral_`, and the
+//! plpgsql functions that decide the rules); [`PgStore::migrate`] runs them.
+//! Apps with a migrator of their own can run [`MIGRATOR`] on their pool.
+//! The crate's README describes the tables.
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `tls-rustls` | TLS to PostgreSQL with rustls (`sslmode` in the URL) |
+//! | `tls-native-tls` | TLS to PostgreSQL with the platform's TLS library |
+//!
+//! Without either, connections are plain TCP or Unix sockets.
+
+mod error;
+mod otp;
+mod users;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use referral_core::StoreError;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// The migrations of this crate, embedded at build time. Run them with
+/// [`PgStore::migrate`], or with `MIGRATOR.run(&pool)` from an app's own
+/// start-up code. Running them again, or from several processes at once, is
+/// safe: sqlx takes an advisory lock and skips what was applied.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// The PostgreSQL store. Cheap to clone (it is a handle to a pool); create
+/// one per process and share it.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// A store for the database at `url`
+    /// (`postgres://user:password@host:port/database?sslmode=…`), with the
+    /// default [`PgStoreOptions`].
+    ///
+    /// Connects lazily: no connection is opened here (see the
+    /// [crate docs](crate#connecting)). Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when `url` is not a PostgreSQL URL.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(PgStoreOptions::new(url)?).await
+    }
+
+    /// A store with these options. Connects lazily, like [`PgStore::connect`].
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for checks that need a connection.
+    pub async fn connect_with(options: PgStoreOptions) -> Result<Self, StoreError> {
+        let connect = options.session_options();
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(options.idle_timeout)
+            .max_lifetime(options.max_lifetime)
+            .test_before_acquire(true)
+            .connect_lazy_with(connect);
+        Ok(Self { pool })
+    }
+
+    /// A store on an existing pool. Its connections must run at READ
+    /// COMMITTED isolation (PostgreSQL's default); the store's functions
+    /// refuse to run at another level rather than decide wrongly.
+    #[must_use]
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies the pending [`MIGRATOR`] migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached,
+    /// [`StoreError::Internal`] when a migration fails or the database holds
+    /// migrations this crate does not know.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(error::map_migrate)
+    }
+
+    /// The pool, for an app's own queries (say a readiness probe).
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(error::map)
+    }
+}
+
+/// How [`PgStore::connect_with`] connects: where to, and the pool's knobs.
+///
+/// ```
+/// use std::time::Duration;
+/// use referral_sqlx::PgStoreOptions;
+///
+/// let options = PgStoreOptions::new("postgres://app@db.internal/referral")?
+///     .max_connections(20)
+///     .acquire_timeout(Duration::from_secs(2))
+///     .statement_timeout(Some(Duration::from_secs(3)));
+/// assert_eq!(options.get_max_connections(), 20);
+/// # Ok::<(), referral_core::StoreError>(())
+/// ```
+#[derive(Clone)]
+pub struct PgStoreOptions {
+    connect: PgConnectOptions,
+    max_connections: u32,
+    min_connections: u32,
+    acquire_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
+}
+
+impl PgStoreOptions {
+    /// Connections per pool, by default (per process: mind PostgreSQL's
+    /// `max_connections` when running many processes).
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+    /// How long an operation waits for a pooled connection (including
+    /// connecting) before it answers `Unavailable`, by default.
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+    /// The server-side `statement_timeout`, by default. Every statement of
+    /// this store is a few index lookups; one that takes longer waits on an
+    /// overloaded server or a lock, and answers `Unavailable`.
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long an idle connection is kept, by default.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+    /// The longest life of a connection, by default (so connections move to
+    /// new servers behind a load balancer or after a failover).
+    pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(1800);
+
+    /// Options for the database at `url`, with the defaults.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when `url` is not a PostgreSQL URL.
+    pub fn new(url: &str) -> Result<Self, StoreError> {
+        PgConnectOptions::from_str(url)
+            .map(Self::from_connect_options)
+            .map_err(StoreError::internal)
+    }
+
+    /// Options from sqlx's connect options (host, credentials, TLS…), with
+    /// the pool defaults.
+    #[must_use]
+    pub fn from_connect_options(connect: PgConnectOptions) -> Self {
+        Self {
+            connect,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            min_connections: 0,
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+            statement_timeout: Some(Self::DEFAULT_STATEMENT_TIMEOUT),
+            idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
+            max_lifetime: Some(Self::DEFAULT_MAX_LIFETIME),
+        }
+    }
+
+    /// The most connections the pool opens (default
+    /// [`DEFAULT_MAX_CONNECTIONS`](Self::DEFAULT_MAX_CONNECTIONS)); at least 1.
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// The connections the pool keeps open even when idle (default 0).
+    #[must_use]
+    pub fn min_connections(mut self, n: u32) -> Self {
+        self.min_connections = n;
+        self
+    }
+
+    /// How long an operation waits for a connection (default
+    /// [`DEFAULT_ACQUIRE_TIMEOUT`](Self::DEFAULT_ACQUIRE_TIMEOUT)). While the
+    /// database is down, each operation answers `Unavailable` after this long.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// The server-side `statement_timeout` of the pool's sessions (default
+    /// [`DEFAULT_STATEMENT_TIMEOUT`](Self::DEFAULT_STATEMENT_TIMEOUT)); `None`
+    /// leaves the server's setting (needed behind poolers that refuse startup
+    /// options).
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    /// How long an idle connection is kept (default
+    /// [`DEFAULT_IDLE_TIMEOUT`](Self::DEFAULT_IDLE_TIMEOUT)); `None`: forever.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The longest life of a connection (default
+    /// [`DEFAULT_MAX_LIFETIME`](Self::DEFAULT_MAX_LIFETIME)); `None`: forever.
+    #[must_use]
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// The maximum pool size.
+    #[must_use]
+    pub fn get_max_connections(&self) -> u32 {
+        self.max_connections
+    }
+
+    /// The acquire timeout.
+    #[must_use]
+    pub fn get_acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// The statement timeout.
+    #[must_use]
+    pub fn get_statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    /// sqlx's connect options (host, credentials, TLS…).
+    #[must_use]
+    pub fn get_connect_options(&self) -> &PgConnectOptions {
+        &self.connect
+    }
+
+    /// The connect options with this store's session settings: READ
+    /// COMMITTED (whatever the server's default), the statement timeout, and
+    /// an application name for `pg_stat_activity` unless one was set.
+    fn session_options(&self) -> PgConnectOptions {
+        let mut connect = self.connect.clone();
+        if connect.get_application_name().is_none() {
+            connect = connect.application_name("referral-sqlx");
+        }
+        // PostgreSQL splits startup options at spaces; `\ ` keeps one.
+        let mut settings = vec![(
+            "default_transaction_isolation",
+            "read\\ committed".to_owned(),
+        )];
+        if let Some(timeout) = self.statement_timeout {
+            settings.push(("statement_timeout", timeout.as_millis().max(1).to_string()));
+        }
+        connect.options(settings)
+    }
+}
+
+impl fmt::Debug for PgStoreOptions {
+    /// Shows where to and the knobs, never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStoreOptions")
+            .field("host", &self.connect.get_host())
+            .field("port", &self.connect.get_port())
+            .field("database", &self.connect.get_database())
+            .field("username", &self.connect.get_username())
+            .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .finish()
+    }
+}
+
+/// A `std::time::Duration` in whole microseconds, as the SQL functions take
+/// windows; saturating (the service caps windows at 100 years).
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A count as an SQL `integer`, saturating.
+fn int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_debug_hides_the_password() {
+        let o = PgStoreOptions::new("postgres://app:s3cret@db:5433/referral").unwrap();
+        let shown = format!("{o:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("5433"), "{shown}");
+    }
+
+    #[test]
+    fn bad_urls_are_internal_errors() {
+        assert!(!PgStoreOptions::new("mysql://x").unwrap_err().is_transient());
+    }
+
+    #[test]
+    fn session_options_carry_isolation_and_timeout() {
+        let o = PgStoreOptions::new("postgres://db/x")
+            .unwrap()
+            .statement_timeout(Some(Duration::from_millis(1500)))
+            .session_options();
+        let opts = o.get_options().unwrap_or_default();
+        assert!(opts.contains("statement_timeout=1500"), "{opts}");
+        assert!(opts.contains("read\\ committed"), "{opts}");
+        assert_eq!(o.get_application_name(), Some("referral-sqlx"));
+    }
+
+    #[test]
+    fn conversions_saturate() {
+        assert_eq!(micros(Duration::from_secs(2)), 2_000_000);
+        assert_eq!(micros(Duration::MAX), i64::MAX);
+        assert_eq!(int(u32::MAX), i32::MAX);
+    }
+}

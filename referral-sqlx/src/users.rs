@@ -1,0 +1,321 @@
+//! [`ReferralStore`] for [`PgStore`].
+//!
+//! Round trips: `register` 1 (`referral_register`), `activate_invite` 1
+//! (`referral_activate`), `user`, `profile`, `referrals` and `events_after`
+//! 1 each (one `SELECT`, so one consistent snapshot).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use referral_core::store::{
+    ActivationOutcome, InvitePolicy, NewUser, ReferralStore, RegisterOutcome,
+};
+use referral_core::{
+    Event, EventId, EventKind, InviteCode, PhoneNumber, Profile, Referral, ReferralCursor,
+    ReferralPage, StoreError, User, UserId,
+};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use crate::error::{corrupt, map};
+use crate::{PgStore, int, micros};
+
+fn phone(text: &str) -> Result<PhoneNumber, StoreError> {
+    text.parse()
+        .map_err(|e| corrupt(format_args!("phone {text:?}: {e}")))
+}
+
+fn code(text: &str) -> Result<InviteCode, StoreError> {
+    InviteCode::parse(text).map_err(|e| corrupt(format_args!("invite code {text:?}: {e}")))
+}
+
+fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(map)
+}
+
+fn some<T>(value: Option<T>, column: &str) -> Result<T, StoreError> {
+    value.ok_or_else(|| corrupt(format_args!("{column} is missing")))
+}
+
+/// A `User` from the columns `id, phone, invite_code, created_at`.
+fn user_from(row: &PgRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: UserId::from_uuid(some(get::<Option<Uuid>>(row, "id")?, "id")?),
+        phone: phone(&some(get::<Option<String>>(row, "phone")?, "phone")?)?,
+        invite_code: code(&some(
+            get::<Option<String>>(row, "invite_code")?,
+            "invite_code",
+        )?)?,
+        created_at: some(
+            get::<Option<DateTime<Utc>>>(row, "created_at")?,
+            "created_at",
+        )?,
+    })
+}
+
+/// A SQL `bigint` limit from a `usize`, saturating.
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+const PROFILE: &str = "
+SELECT u.id, u.phone, u.invite_code, u.created_at, u.referral_count,
+       r.invite_code AS activated_invite_code,
+       ARRAY(SELECT i.phone
+               FROM referral_activations a
+               JOIN referral_users i ON i.id = a.invitee_id
+              WHERE a.referrer_id = u.id
+              ORDER BY a.activated_at, a.invitee_id
+              LIMIT $2) AS referrals
+  FROM referral_users u
+  LEFT JOIN referral_activations me ON me.invitee_id = u.id
+  LEFT JOIN referral_users r ON r.id = me.referrer_id
+ WHERE u.id = $1";
+
+/// A page from the first referral: one row per referral, or one row of NULLs
+/// when the user has none, or no row when there is no such user.
+const REFERRALS_FIRST: &str = "
+SELECT p.invitee_id, p.phone, p.activated_at
+  FROM referral_users u
+  LEFT JOIN LATERAL (
+        SELECT a.invitee_id, i.phone, a.activated_at
+          FROM referral_activations a
+          JOIN referral_users i ON i.id = a.invitee_id
+         WHERE a.referrer_id = u.id
+         ORDER BY a.activated_at, a.invitee_id
+         LIMIT $2) AS p ON true
+ WHERE u.id = $1";
+
+/// A page after a cursor: the seek on `(activated_at, invitee_id)` uses the
+/// index `referral_activations_referrer_idx`.
+const REFERRALS_AFTER: &str = "
+SELECT p.invitee_id, p.phone, p.activated_at
+  FROM referral_users u
+  LEFT JOIN LATERAL (
+        SELECT a.invitee_id, i.phone, a.activated_at
+          FROM referral_activations a
+          JOIN referral_users i ON i.id = a.invitee_id
+         WHERE a.referrer_id = u.id
+           AND (a.activated_at, a.invitee_id) > ($3, $4)
+         ORDER BY a.activated_at, a.invitee_id
+         LIMIT $2) AS p ON true
+ WHERE u.id = $1";
+
+#[async_trait]
+impl ReferralStore for PgStore {
+    async fn register(
+        &self,
+        phone_number: &PhoneNumber,
+        user: NewUser,
+        invite_codes: &[InviteCode],
+    ) -> Result<RegisterOutcome, StoreError> {
+        let codes: Vec<&str> = invite_codes.iter().map(InviteCode::as_str).collect();
+        let row = sqlx::query(
+            "SELECT outcome, id, phone, invite_code, created_at FROM referral_register($1, $2, $3, $4)",
+        )
+        .bind(phone_number.to_e164())
+        .bind(user.id.as_uuid())
+        .bind(user.created_at)
+        .bind(&codes)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)?;
+        let outcome: String = get(&row, "outcome")?;
+        Ok(match outcome.as_str() {
+            "created" => RegisterOutcome::Created(user_from(&row)?),
+            "existing" => RegisterOutcome::Existing(user_from(&row)?),
+            "codes_exhausted" => RegisterOutcome::CodesExhausted,
+            other => return Err(corrupt(format_args!("register outcome {other:?}"))),
+        })
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, phone, invite_code, created_at FROM referral_users WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn profile(&self, id: UserId, referrals: usize) -> Result<Option<Profile>, StoreError> {
+        let Some(row) = sqlx::query(PROFILE)
+            .bind(id.as_uuid())
+            .bind(limit(referrals))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map)?
+        else {
+            return Ok(None);
+        };
+        let activated: Option<String> = get(&row, "activated_invite_code")?;
+        let count: i64 = get(&row, "referral_count")?;
+        let phones: Vec<String> = get(&row, "referrals")?;
+        Ok(Some(Profile {
+            user: user_from(&row)?,
+            activated_invite_code: activated.as_deref().map(code).transpose()?,
+            referral_count: u64::try_from(count)
+                .map_err(|_| corrupt("a negative referral count"))?,
+            referrals: phones.iter().map(|p| phone(p)).collect::<Result<_, _>>()?,
+        }))
+    }
+
+    async fn activate_invite(
+        &self,
+        user: UserId,
+        invite_code: &InviteCode,
+        policy: &InvitePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<ActivationOutcome, StoreError> {
+        let row = sqlx::query(
+            "SELECT outcome, referrer, code, at FROM referral_activate($1, $2, $3, $4, $5)",
+        )
+        .bind(user.as_uuid())
+        .bind(invite_code.as_str())
+        .bind(now)
+        .bind(micros(policy.failure_window))
+        .bind(int(policy.max_failures_per_window))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map)?;
+        let outcome: String = get(&row, "outcome")?;
+        let referrer = || -> Result<UserId, StoreError> {
+            Ok(UserId::from_uuid(some(
+                get::<Option<Uuid>>(&row, "referrer")?,
+                "referrer",
+            )?))
+        };
+        Ok(match outcome.as_str() {
+            "activated" => ActivationOutcome::Activated {
+                referrer: referrer()?,
+            },
+            "already_active" => ActivationOutcome::AlreadyActive {
+                referrer: referrer()?,
+            },
+            "already_activated" => ActivationOutcome::AlreadyActivated {
+                code: code(&some(get::<Option<String>>(&row, "code")?, "code")?)?,
+            },
+            "rate_limited" => ActivationOutcome::RateLimited {
+                retry_at: some(get::<Option<DateTime<Utc>>>(&row, "at")?, "at")?,
+            },
+            "unknown_code" => ActivationOutcome::UnknownCode,
+            "self_referral" => ActivationOutcome::SelfReferral,
+            "cycle" => ActivationOutcome::Cycle,
+            "user_not_found" => ActivationOutcome::UserNotFound,
+            other => return Err(corrupt(format_args!("activation outcome {other:?}"))),
+        })
+    }
+
+    async fn referrals(
+        &self,
+        user: UserId,
+        after: Option<ReferralCursor>,
+        page_size: usize,
+    ) -> Result<Option<ReferralPage>, StoreError> {
+        if page_size == 0 {
+            // Nothing to show; still say whether the user exists.
+            return Ok(self.user(user).await?.map(|_| ReferralPage::default()));
+        }
+        // One more than asked tells whether another page follows.
+        let fetch = limit(page_size).saturating_add(1);
+        let query = match after {
+            None => sqlx::query(REFERRALS_FIRST)
+                .bind(user.as_uuid())
+                .bind(fetch),
+            Some(cursor) => sqlx::query(REFERRALS_AFTER)
+                .bind(user.as_uuid())
+                .bind(fetch)
+                .bind(cursor.activated_at())
+                .bind(cursor.user().as_uuid()),
+        };
+        let rows = query.fetch_all(&self.pool).await.map_err(map)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut items = Vec::with_capacity(rows.len().min(page_size));
+        for row in &rows {
+            let Some(id) = get::<Option<Uuid>>(row, "invitee_id")? else {
+                continue; // the user has no referral (past the cursor)
+            };
+            items.push(Referral {
+                user: UserId::from_uuid(id),
+                phone: phone(&some(get::<Option<String>>(row, "phone")?, "phone")?)?,
+                activated_at: some(
+                    get::<Option<DateTime<Utc>>>(row, "activated_at")?,
+                    "activated_at",
+                )?,
+            });
+        }
+        let more = items.len() > page_size;
+        items.truncate(page_size);
+        let next = if more {
+            items.last().map(ReferralCursor::after)
+        } else {
+            None
+        };
+        Ok(Some(ReferralPage { items, next }))
+    }
+
+    async fn events_after(
+        &self,
+        after: Option<EventId>,
+        count: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let after = match after {
+            None => 0,
+            Some(EventId(id)) => match i64::try_from(id) {
+                Ok(id) => id,
+                Err(_) => return Ok(Vec::new()), // past any id PostgreSQL can hold
+            },
+        };
+        // Ids become visible in increasing order (the writer lock, see the
+        // migration), so `id > after` misses nothing that commits later.
+        let rows = sqlx::query(
+            "SELECT id, at, kind, user_id, phone, invite_code, referrer_id
+               FROM referral_events WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit(count))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map)?;
+        rows.iter().map(event_from).collect()
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
+}
+
+fn event_from(row: &PgRow) -> Result<Event, StoreError> {
+    let id: i64 = get(row, "id")?;
+    let kind: String = get(row, "kind")?;
+    let user = UserId::from_uuid(get(row, "user_id")?);
+    let invite_code = code(&get::<String>(row, "invite_code")?)?;
+    let kind = match kind.as_str() {
+        "user_registered" => EventKind::UserRegistered {
+            user,
+            phone: phone(&some(get::<Option<String>>(row, "phone")?, "phone")?)?,
+            invite_code,
+        },
+        "invite_activated" => EventKind::InviteActivated {
+            user,
+            referrer: UserId::from_uuid(some(
+                get::<Option<Uuid>>(row, "referrer_id")?,
+                "referrer_id",
+            )?),
+            invite_code,
+        },
+        other => return Err(corrupt(format_args!("event kind {other:?}"))),
+    };
+    Ok(Event {
+        id: EventId(u64::try_from(id).map_err(|_| corrupt("a negative event id"))?),
+        at: get(row, "at")?,
+        kind,
+    })
+}

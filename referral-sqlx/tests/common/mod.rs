@@ -1,0 +1,81 @@
+//! Shared by the integration tests: a fresh, migrated database per test.
+#![allow(dead_code, unreachable_pub)]
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use referral_sqlx::{PgStore, PgStoreOptions};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+
+/// `DATABASE_URL`, or `None` (with a message) when the PostgreSQL tests
+/// should be skipped. Under `CI` a missing URL is a failure, not a skip.
+pub fn database_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("DATABASE_URL must be set under CI (run scripts/test.sh)")
+        }
+        _ => {
+            eprintln!(
+                "DATABASE_URL is not set: skipping a PostgreSQL test (scripts/test.sh starts a throwaway server)"
+            );
+            None
+        }
+    }
+}
+
+/// Connect options for the server of `DATABASE_URL`.
+pub fn server_options() -> Option<PgConnectOptions> {
+    let url = database_url()?;
+    Some(PgConnectOptions::from_str(&url).expect("DATABASE_URL is not a PostgreSQL URL"))
+}
+
+/// A name no other test (of this or a concurrent run) uses.
+fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "referral_t_{}_{}_{n}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+/// Creates an empty database and returns options pointing at it.
+pub async fn create_database() -> Option<PgConnectOptions> {
+    let server = server_options()?;
+    let name = unique_name();
+    let mut admin = PgConnection::connect_with(&server)
+        .await
+        .expect("cannot connect to DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("CREATE DATABASE");
+    admin.close().await.ok();
+    Some(server.database(&name))
+}
+
+/// Store options for tests: room for the kit's races.
+pub fn test_options(connect: PgConnectOptions) -> PgStoreOptions {
+    PgStoreOptions::from_connect_options(connect)
+        .max_connections(24)
+        .acquire_timeout(Duration::from_secs(30))
+        .statement_timeout(Some(Duration::from_secs(30)))
+}
+
+/// A migrated store on a fresh database, or `None` to skip.
+pub async fn fresh_store() -> Option<PgStore> {
+    let connect = create_database().await?;
+    let store = PgStore::connect_with(test_options(connect))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
