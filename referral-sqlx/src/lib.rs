@@ -50,10 +50,11 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `tls-rustls` | TLS to PostgreSQL with rustls (`sslmode` in the URL) |
-//! | `tls-native-tls` | TLS to PostgreSQL with the platform's TLS library |
+//! | `tls-rustls` | TLS to PostgreSQL with rustls and the webpki roots (`sslmode` in the URL) |
 //!
-//! Without either, connections are plain TCP or Unix sockets.
+//! Without it, connections are plain TCP or Unix sockets. For the platform's
+//! TLS library instead, enable sqlx's `tls-native-tls` feature in your crate
+//! (Cargo unifies features, so this crate's connections use it too).
 
 mod error;
 mod otp;

@@ -32,19 +32,44 @@ pub fn server_options() -> Option<PgConnectOptions> {
     Some(PgConnectOptions::from_str(&url).expect("DATABASE_URL is not a PostgreSQL URL"))
 }
 
-/// A name no other test (of this or a concurrent run) uses.
+/// Seconds since the epoch (to name, and later drop, test databases).
+fn epoch_secs() -> u64 {
+    std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// A name no other test (of this or a concurrent run) uses:
+/// `referral_t_<created, epoch seconds>_<pid>_<n>`.
 fn unique_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .unwrap_or_default()
-        .as_nanos();
-    format!(
-        "referral_t_{}_{}_{n}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
+    format!("referral_t_{}_{}_{n}", epoch_secs(), std::process::id())
+}
+
+/// Test databases are not dropped when their test ends (the store outlives
+/// the factory); each run drops those of runs that started over an hour ago,
+/// so a developer's own server does not fill up.
+async fn drop_stale_databases(admin: &mut PgConnection) {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let names: Vec<String> = sqlx::query_scalar(
+            r"SELECT datname::text FROM pg_database WHERE datname LIKE 'referral\_t\_%'",
+        )
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap_or_default();
+        let horizon = epoch_secs().saturating_sub(3600);
+        for name in names {
+            let created = name.split('_').nth(2).and_then(|s| s.parse::<u64>().ok());
+            if created.is_some_and(|c| c < horizon) {
+                let drop = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+                let _ = sqlx::query(&drop).execute(&mut *admin).await;
+            }
+        }
+    })
+    .await;
 }
 
 /// Creates an empty database and returns options pointing at it.
@@ -54,6 +79,7 @@ pub async fn create_database() -> Option<PgConnectOptions> {
     let mut admin = PgConnection::connect_with(&server)
         .await
         .expect("cannot connect to DATABASE_URL");
+    drop_stale_databases(&mut admin).await;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await

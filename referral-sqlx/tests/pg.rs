@@ -1,0 +1,495 @@
+//! PostgreSQL-specific tests of `PgStore`: migrations, several pools (as
+//! several server processes would have) racing each other, and a server that
+//! goes down and comes back. Each test has a database of its own.
+//!
+//! The restart test needs `REFERRAL_TEST_PGCTL`, a command taking `stop` or
+//! `start` for the server of `DATABASE_URL` (scripts/test.sh provides one).
+//! Without it the test is skipped, except under `CI`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use referral_core::otp::{ChallengeId, OtpCode, OtpGuess, OtpKey, OtpLength, OtpPolicy};
+use referral_core::random::SeededRandom;
+use referral_core::store::{
+    ActivationOutcome, InvitePolicy, IssueOutcome, NewChallenge, NewUser, OtpStore, ReferralStore,
+    RegisterOutcome, VerifyOutcome,
+};
+use referral_core::{InviteCode, PhoneNumber, StoreError, User, UserId};
+use referral_sqlx::{MIGRATOR, PgStore};
+use tokio::sync::{Barrier, RwLock};
+
+/// The restart test stops the whole server: it takes this for writing, every
+/// other test of this binary for reading, so none runs while it does.
+static SERVER: RwLock<()> = RwLock::const_new(());
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time")
+}
+
+fn phone(n: u64) -> PhoneNumber {
+    format!("+7999{n:07}").parse().expect("a valid phone")
+}
+
+/// Registers user number `n` with a random invite code.
+async fn register(store: &PgStore, rng: &SeededRandom, n: u64) -> User {
+    let codes: Vec<InviteCode> = (0..8).map(|_| InviteCode::generate(rng)).collect();
+    let new = NewUser {
+        id: UserId::generate(rng),
+        created_at: t0(),
+    };
+    match store.register(&phone(n), new, &codes).await.unwrap() {
+        RegisterOutcome::Created(u) | RegisterOutcome::Existing(u) => u,
+        other => panic!("register: {other:?}"),
+    }
+}
+
+/// Two stores (two pools) on one fresh database, or `None` to skip.
+async fn two_stores() -> Option<(PgStore, PgStore)> {
+    let connect = common::create_database().await?;
+    let a = PgStore::connect_with(common::test_options(connect.clone()))
+        .await
+        .unwrap();
+    let b = PgStore::connect_with(common::test_options(connect))
+        .await
+        .unwrap();
+    a.migrate().await.unwrap();
+    Some((a, b))
+}
+
+/// Runs `n` tasks released at once by a barrier; their results in order.
+async fn race<T, F, Fut>(n: usize, task: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = Arc::clone(&barrier);
+            let fut = task(i);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                fut.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for h in handles {
+        out.push(h.await.expect("task panicked"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_run_twice_and_concurrently_are_harmless() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let rng = SeededRandom::new(1);
+    let alice = register(&a, &rng, 1).await;
+    // Again, from both pools at once, and through the exported migrator.
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    ra.unwrap();
+    rb.unwrap();
+    MIGRATOR.run(a.pool()).await.unwrap();
+    assert_eq!(b.user(alice.id).await.unwrap(), Some(alice));
+
+    // A fresh database migrated by two processes at the same moment.
+    let connect = common::create_database().await.unwrap();
+    let c = PgStore::connect_with(common::test_options(connect.clone()))
+        .await
+        .unwrap();
+    let d = PgStore::connect_with(common::test_options(connect))
+        .await
+        .unwrap();
+    let (rc, rd) = tokio::join!(c.migrate(), d.migrate());
+    rc.unwrap();
+    rd.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(c.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, MIGRATOR.iter().count() as i64);
+    c.health_check().await;
+}
+
+/// `health` of both ports, answered.
+trait HealthCheck {
+    async fn health_check(&self);
+}
+
+impl HealthCheck for PgStore {
+    async fn health_check(&self) {
+        OtpStore::health(self).await.unwrap();
+        ReferralStore::health(self).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_racing_keep_every_rule() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(2);
+    let mut next = 0u64;
+    let mut user = || {
+        next += 1;
+        next
+    };
+
+    for round in 0..10 {
+        // One user, eight different codes, from two pools: one activation.
+        let x = register(&stores[0], &rng, user()).await;
+        let mut owners = Vec::new();
+        for _ in 0..8 {
+            owners.push(register(&stores[1], &rng, user()).await);
+        }
+        let results = race(8, |i| {
+            let store = stores[i % 2].clone();
+            let code = owners[i].invite_code;
+            async move {
+                store
+                    .activate_invite(x.id, &code, &InvitePolicy::default(), t0())
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        let activated = results
+            .iter()
+            .filter(|r| matches!(r, ActivationOutcome::Activated { .. }))
+            .count();
+        assert_eq!(activated, 1, "round {round}: {results:?}");
+        assert!(
+            results.iter().all(|r| matches!(
+                r,
+                ActivationOutcome::Activated { .. } | ActivationOutcome::AlreadyActivated { .. }
+            )),
+            "{results:?}"
+        );
+
+        // Mutual activations, each side through its own pool: one wins.
+        let mut pairs = Vec::new();
+        for _ in 0..6 {
+            pairs.push((
+                register(&stores[0], &rng, user()).await,
+                register(&stores[1], &rng, user()).await,
+            ));
+        }
+        let results = race(12, |i| {
+            let store = stores[i % 2].clone();
+            let (p, q) = &pairs[i / 2];
+            let (me, owner) = if i % 2 == 0 { (p, q) } else { (q, p) };
+            let (me, code) = (me.id, owner.invite_code);
+            async move {
+                store
+                    .activate_invite(me, &code, &InvitePolicy::default(), t0())
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        for (pair, outcome) in results.chunks(2).enumerate() {
+            let wins = outcome
+                .iter()
+                .filter(|r| matches!(r, ActivationOutcome::Activated { .. }))
+                .count();
+            assert_eq!(wins, 1, "round {round}, pair {pair}: {outcome:?}");
+            assert!(
+                outcome.contains(&ActivationOutcome::Cycle),
+                "round {round}, pair {pair}: {outcome:?}"
+            );
+        }
+
+        // A three-user ring closed by three concurrent activations.
+        let ring = [
+            register(&stores[0], &rng, user()).await,
+            register(&stores[1], &rng, user()).await,
+            register(&stores[0], &rng, user()).await,
+        ];
+        let results = race(3, |i| {
+            let store = stores[i % 2].clone();
+            let me = ring[i].id;
+            let code = ring[(i + 1) % 3].invite_code;
+            async move {
+                store
+                    .activate_invite(me, &code, &InvitePolicy::default(), t0())
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        let wins = results
+            .iter()
+            .filter(|r| matches!(r, ActivationOutcome::Activated { .. }))
+            .count();
+        assert_eq!(wins, 2, "round {round}: {results:?}");
+    }
+
+    // Referral counts are exact and match the lists.
+    for n in 1..=next {
+        let Some(u) = user_by_phone(&stores[0], n).await else {
+            continue;
+        };
+        let profile = stores[1].profile(u.id, 1000).await.unwrap().unwrap();
+        assert_eq!(profile.referral_count, profile.referrals.len() as u64);
+    }
+}
+
+async fn user_by_phone(store: &PgStore, n: u64) -> Option<User> {
+    let id: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM referral_users WHERE phone = $1")
+            .bind(phone(n).to_string())
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
+    store.user(UserId::from_uuid(id?)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_racing_verify_one_code_once() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(3);
+    let key = Arc::new(OtpKey::from_bytes(&[42u8; 32]).unwrap());
+    let policy = OtpPolicy::default();
+    let code = OtpCode::parse("4321", OtpLength::default()).unwrap();
+    let wrong = OtpCode::parse("0000", OtpLength::default()).unwrap();
+    for round in 0..10u64 {
+        let p = phone(round);
+        let id = ChallengeId::generate(&rng);
+        let challenge = NewChallenge {
+            id,
+            hash: key.hash(&p, id, &code),
+            issued_at: t0(),
+            expires_at: t0() + TimeDelta::minutes(5),
+        };
+        let issued = stores[0]
+            .issue_otp(&p, &challenge, &policy, t0())
+            .await
+            .unwrap();
+        assert!(matches!(issued, IssueOutcome::Issued { .. }), "{issued:?}");
+        // Sixteen right guesses and four wrong ones, over two pools.
+        let results = race(20, |i| {
+            let store = stores[i % 2].clone();
+            let key = Arc::clone(&key);
+            let guess = if i < 16 { code.clone() } else { wrong.clone() };
+            let policy = policy.clone();
+            async move {
+                store
+                    .verify_otp(&p, &OtpGuess::new(&key, &p, &guess), &policy, t0())
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        let verified = results
+            .iter()
+            .filter(|r| **r == VerifyOutcome::Verified)
+            .count();
+        assert_eq!(verified, 1, "round {round}: {results:?}");
+        assert!(
+            results[..16]
+                .iter()
+                .all(|r| matches!(r, VerifyOutcome::Verified | VerifyOutcome::NoChallenge)),
+            "{results:?}"
+        );
+        // Concurrent sends through both pools: exactly one is charged.
+        let later = t0() + TimeDelta::hours(2) * i32::try_from(round + 1).unwrap();
+        let results = race(8, |i| {
+            let store = stores[i % 2].clone();
+            let id = ChallengeId::from_uuid(uuid::Uuid::from_u128(
+                (u128::from(round) << 64) | i as u128,
+            ));
+            let challenge = NewChallenge {
+                id,
+                hash: key.hash(&p, id, &code),
+                issued_at: later,
+                expires_at: later + TimeDelta::minutes(5),
+            };
+            let policy = policy.clone();
+            async move {
+                store
+                    .issue_otp(&p, &challenge, &policy, later)
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        let issued = results
+            .iter()
+            .filter(|r| matches!(r, IssueOutcome::Issued { .. }))
+            .count();
+        assert_eq!(issued, 1, "round {round}: {results:?}");
+    }
+}
+
+/// Runs `REFERRAL_TEST_PGCTL <action>`.
+fn pgctl(command: &str, action: &str) -> bool {
+    let mut words = command.split_whitespace();
+    let Some(program) = words.next() else {
+        return false;
+    };
+    std::process::Command::new(program)
+        .args(words)
+        .arg(action)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts the server again when dropped, so a failing test leaves it up.
+struct RestartOnDrop<'a> {
+    command: &'a str,
+    running: bool,
+}
+
+impl RestartOnDrop<'_> {
+    fn stop(&mut self) {
+        assert!(
+            pgctl(self.command, "stop"),
+            "`{} stop` failed",
+            self.command
+        );
+        self.running = false;
+    }
+
+    fn start(&mut self) {
+        assert!(
+            pgctl(self.command, "start"),
+            "`{} start` failed",
+            self.command
+        );
+        self.running = true;
+    }
+}
+
+impl Drop for RestartOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.running && !pgctl(self.command, "start") {
+            eprintln!("could not restart PostgreSQL with `{} start`", self.command);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_while_the_server_is_down_then_back_without_rebuilding() {
+    let _gate = SERVER.write().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    let command = match std::env::var("REFERRAL_TEST_PGCTL") {
+        Ok(c) if !c.trim().is_empty() => c,
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("REFERRAL_TEST_PGCTL must be set under CI (run scripts/test.sh)")
+        }
+        _ => {
+            eprintln!(
+                "REFERRAL_TEST_PGCTL is not set: skipping the restart test (scripts/test.sh sets it)"
+            );
+            return;
+        }
+    };
+    let options = common::test_options(connect.clone())
+        .acquire_timeout(Duration::from_secs(1))
+        .statement_timeout(Some(Duration::from_secs(5)));
+    let store = PgStore::connect_with(options).await.unwrap();
+    store.migrate().await.unwrap();
+    let rng = SeededRandom::new(4);
+    let alice = register(&store, &rng, 1).await;
+    let bob = register(&store, &rng, 2).await;
+
+    let mut server = RestartOnDrop {
+        command: &command,
+        running: true,
+    };
+    server.stop();
+
+    // Down: every kind of call answers Unavailable, promptly, and never panics.
+    let started = std::time::Instant::now();
+    let err = store.user(alice.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the sqlx error is kept"
+    );
+    let err = ReferralStore::health(&store).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let err = store
+        .activate_invite(bob.id, &alice.invite_code, &InvitePolicy::default(), t0())
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let err = store
+        .register(
+            &phone(3),
+            NewUser {
+                id: UserId::generate(&rng),
+                created_at: t0(),
+            },
+            &[InviteCode::generate(&rng)],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    // A store built while the server is down (lazy connect) also just answers Unavailable.
+    let late = PgStore::connect_with(
+        common::test_options(connect.clone()).acquire_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    assert!(late.user(alice.id).await.unwrap_err().is_transient());
+
+    server.start();
+
+    // Back: the same store works again, without being rebuilt.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        match store.user(alice.id).await {
+            Ok(found) => break found,
+            Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("still failing after the restart: {e:?}"),
+        }
+    };
+    // What was written before survives.
+    assert_eq!(found, Some(alice.clone()));
+    let outcome = store
+        .activate_invite(bob.id, &alice.invite_code, &InvitePolicy::default(), t0())
+        .await
+        .unwrap();
+    assert_eq!(outcome, ActivationOutcome::Activated { referrer: alice.id });
+    assert_eq!(late.user(bob.id).await.unwrap(), Some(bob.clone()));
+    let profile = late.profile(alice.id, 10).await.unwrap().unwrap();
+    assert_eq!(profile.referrals, vec![bob.phone]);
+
+    // And a brand-new pool (a restarted process) sees it all too.
+    let fresh = PgStore::connect_with(common::test_options(connect))
+        .await
+        .unwrap();
+    let profile = fresh.profile(bob.id, 10).await.unwrap().unwrap();
+    assert_eq!(profile.activated_invite_code, Some(alice.invite_code));
+    let events = fresh.events_after(None, 10).await.unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    let ids: HashSet<_> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 3);
+}

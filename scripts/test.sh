@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# THE test command of the workspace: every test, the PostgreSQL ones included.
+#
+#   scripts/test.sh [extra cargo test args...]
+#
+# With DATABASE_URL set, the tests run against that server (each PostgreSQL
+# test creates its own database `referral_t_*` on it, so the URL's user needs
+# CREATEDB). Without it, this script starts a throwaway PostgreSQL cluster of
+# its own on 127.0.0.1 (a free port, trust auth, fsync off), installing
+# Debian's `postgresql` package first when it is missing and we may install
+# (root, or sudo without a password), and stops and deletes the cluster
+# afterwards, whatever happened. The exit code is cargo test's.
+#
+# It also exports REFERRAL_TEST_PGCTL, a command taking `stop` or `start`,
+# which the restart test of referral-sqlx uses to take the server down and
+# bring it back.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+run_tests() {
+    log "cargo test --workspace --all-features $*"
+    cargo test --workspace --all-features "$@"
+}
+
+if [[ -n "${DATABASE_URL:-}" ]]; then
+    log "using DATABASE_URL from the environment"
+    run_tests "$@"
+    exit $?
+fi
+
+# --- find or install PostgreSQL's server binaries ----------------------------
+
+find_pg_bin() {
+    local dir
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        dirname "$(command -v pg_ctl)"
+        return 0
+    fi
+    # Debian and Ubuntu keep them off PATH, one folder per major version.
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n -r); do
+        if [[ -x "$dir/initdb" && -x "$dir/pg_ctl" ]]; then
+            echo "$dir"
+            return 0
+        fi
+    done
+    return 1
+}
+
+as_root=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        as_root=(sudo -n)
+    else
+        as_root=(none)
+    fi
+fi
+
+if ! PG_BIN=$(find_pg_bin); then
+    if [[ "${as_root[0]:-}" == none ]]; then
+        log "PostgreSQL (initdb, pg_ctl) is not installed and this user cannot install it."
+        log "Install it (Debian: apt-get install postgresql) or set DATABASE_URL."
+        exit 1
+    fi
+    log "installing PostgreSQL (apt-get install postgresql)"
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    PG_BIN=$(find_pg_bin) || { log "PostgreSQL was installed but initdb was not found"; exit 1; }
+fi
+log "PostgreSQL binaries: $PG_BIN ($("$PG_BIN/pg_ctl" --version))"
+
+# --- a throwaway cluster -----------------------------------------------------
+
+# PostgreSQL refuses to run as root: then the cluster belongs to `postgres`.
+pg_user=""
+if [[ $(id -u) -eq 0 ]]; then
+    pg_user=postgres
+    if ! id -u "$pg_user" >/dev/null 2>&1; then
+        useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/sh "$pg_user"
+    fi
+fi
+
+as_pg() {
+    if [[ -n "$pg_user" ]]; then
+        if command -v runuser >/dev/null 2>&1; then
+            runuser -u "$pg_user" -- "$@"
+        else
+            su "$pg_user" -s /bin/sh -c "$(printf '%q ' "$@")"
+        fi
+    else
+        "$@"
+    fi
+}
+
+tmp=$(mktemp -d /tmp/referral-pg.XXXXXX)
+data="$tmp/data"
+cleanup() {
+    local code=$?
+    if [[ -f "$data/postmaster.pid" ]]; then
+        as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$tmp"
+    exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+chmod 755 "$tmp"
+[[ -n "$pg_user" ]] && chown "$pg_user" "$tmp"
+(cd "$tmp" && as_pg "$PG_BIN/initdb" -D "$data" -U postgres --auth=trust -E UTF8 \
+    --no-sync --no-instructions >"$tmp/initdb.log" 2>&1) || {
+    cat "$tmp/initdb.log" >&2
+    exit 1
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The helper the restart test calls: `pgctl stop` / `pgctl start`.
+cat >"$tmp/pgctl" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+case "\${1:-}" in
+    stop)  cmd=("$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop) ;;
+    start) cmd=("$PG_BIN/pg_ctl" -D "$data" -l "$tmp/server.log" -w -t 60 start) ;;
+    *) echo "usage: \$0 stop|start" >&2; exit 2 ;;
+esac
+if [[ -n "$pg_user" ]]; then
+    exec runuser -u "$pg_user" -- "\${cmd[@]}" </dev/null >/dev/null
+else
+    exec "\${cmd[@]}" </dev/null >/dev/null
+fi
+EOF
+chmod 755 "$tmp/pgctl"
+
+started=""
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    port=$((20000 + RANDOM % 40000))
+    port_free "$port" || continue
+    # Settings go into postgresql.conf, so `pgctl start` brings back the same server.
+    cat >>"$data/postgresql.conf" <<EOF
+
+# scripts/test.sh: a throwaway cluster for tests
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$tmp'
+max_connections = 300
+shared_buffers = 128MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    if "$tmp/pgctl" start; then
+        started=yes
+        break
+    fi
+    log "could not start PostgreSQL on port $port; trying another"
+done
+if [[ -z "$started" ]]; then
+    cat "$tmp/server.log" >&2 || true
+    exit 1
+fi
+
+export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+export REFERRAL_TEST_PGCTL="$tmp/pgctl"
+log "throwaway PostgreSQL at $DATABASE_URL (data in $data)"
+
+set +e
+run_tests "$@"
+code=$?
+set -e
+exit "$code"
