@@ -1,0 +1,62 @@
+//! `referral-server`: the referral HTTP API of API.md on axum.
+//!
+//! Everything but the axum glue lives in `referral-server-common`: settings,
+//! service wiring, the simulated SMS sender, tokens, the error mapping, DTOs
+//! and the OpenAPI document. See this crate's README for the settings.
+
+mod app;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use referral_server_common::{Api, Settings, init_tracing, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let settings = Settings::from_env_and_args();
+    tracing::debug!(?settings, "settings");
+    let api = match Api::start(&settings).await {
+        Ok(api) => api,
+        Err(error) => {
+            tracing::error!(%error, "could not start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, listen = %settings.listen, "could not bind");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            tracing::error!(%error, "could not read the bound address");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = api.store_kind();
+    let router = app::router(api, settings.request_timeout());
+    tracing::info!(%addr, store, "ready");
+    {
+        // The one line on stdout: tools and tests wait for it.
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "listening on http://{addr}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            tracing::warn!("could not write the listening line to stdout");
+        }
+    }
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    {
+        tracing::error!(%error, "server failed");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

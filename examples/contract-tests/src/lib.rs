@@ -1,0 +1,1 @@
+//! The HTTP contract suite of API.md.

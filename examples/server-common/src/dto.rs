@@ -1,0 +1,183 @@
+//! The JSON bodies of API.md, with their OpenAPI schemas.
+//!
+//! Requests carry plain strings: the service parses them, so a malformed
+//! phone is a 400 `invalid_phone` (not a generic body error).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use referral_core::{Profile, Referral, User};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A timestamp as the API writes it: RFC 3339, UTC, `Z`.
+#[must_use]
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// `POST /api/auth/code`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"phone": "+79991234567"}))]
+pub struct CodeRequest {
+    /// The phone, international (`+7 999 123-45-67`) or, with a default
+    /// region configured, national.
+    pub phone: String,
+}
+
+/// 202 of `POST /api/auth/code`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"phone": "+79991234567", "expires_in": 300, "retry_after": 60}))]
+pub struct CodeSentResponse {
+    /// The phone in E.164.
+    pub phone: String,
+    /// Seconds the code stays valid.
+    pub expires_in: u64,
+    /// Seconds until this phone may ask for another code.
+    pub retry_after: u64,
+}
+
+/// `POST /api/auth/verify`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"phone": "+79991234567", "code": "1234"}))]
+pub struct VerifyRequest {
+    /// The phone the code was sent to.
+    pub phone: String,
+    /// The code from the SMS.
+    pub code: String,
+}
+
+/// A user's profile.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0b9d4c2e-8a51-4b8e-9d43-5f8f2c1a7e10", "phone": "+79991234567",
+    "invite_code": "A7KQ2M", "activated_invite_code": null, "referral_count": 2,
+    "referrals": ["+79990000001", "+79990000002"], "created_at": "2026-11-22T10:00:00Z"
+}))]
+pub struct ProfileResponse {
+    /// The user's id.
+    pub id: String,
+    /// The user's phone, E.164.
+    pub phone: String,
+    /// The user's own invite code: 6 letters and digits, never changed.
+    pub invite_code: String,
+    /// The other user's code this user activated, if any.
+    pub activated_invite_code: Option<String>,
+    /// How many users activated this user's code.
+    pub referral_count: u64,
+    /// Phones of the users who activated this user's code, oldest activation
+    /// first, at most the first 100.
+    pub referrals: Vec<String>,
+    /// When the user was created (RFC 3339).
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<&Profile> for ProfileResponse {
+    fn from(p: &Profile) -> Self {
+        let User {
+            id,
+            phone,
+            invite_code,
+            created_at,
+        } = &p.user;
+        Self {
+            id: id.to_string(),
+            phone: phone.to_string(),
+            invite_code: invite_code.to_string(),
+            activated_invite_code: p.activated_invite_code.map(|c| c.to_string()),
+            referral_count: p.referral_count,
+            referrals: p.referrals.iter().map(ToString::to_string).collect(),
+            created_at: timestamp(*created_at),
+        }
+    }
+}
+
+/// 200 of `POST /api/auth/verify`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// The bearer token for the authenticated routes.
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: String,
+    /// Seconds the token stays valid.
+    #[schema(example = 86400)]
+    pub expires_in: u64,
+    /// Whether this login created the user.
+    pub new_user: bool,
+    /// The user's profile.
+    pub profile: ProfileResponse,
+}
+
+/// `POST /api/profile/invite`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"invite_code": "A7KQ2M"}))]
+pub struct InviteRequest {
+    /// Another user's invite code (case and surrounding spaces ignored).
+    pub invite_code: String,
+}
+
+/// One referral in a page.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct ReferralItem {
+    /// The referred user's phone, E.164.
+    pub phone: String,
+    /// When they activated the code (RFC 3339).
+    #[schema(format = DateTime)]
+    pub activated_at: String,
+}
+
+impl From<&Referral> for ReferralItem {
+    fn from(r: &Referral) -> Self {
+        Self {
+            phone: r.phone.to_string(),
+            activated_at: timestamp(r.activated_at),
+        }
+    }
+}
+
+/// 200 of `GET /api/profile/referrals`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct ReferralsPage {
+    /// Referrals, oldest activation first.
+    pub items: Vec<ReferralItem>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// 200 of `GET /api/dev/sms`: the latest simulated SMS to a phone.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"phone": "+79991234567", "code": "1234", "sent_at": "2026-11-22T10:00:00Z"}))]
+pub struct DevSms {
+    /// The phone, E.164.
+    pub phone: String,
+    /// The code sent.
+    pub code: String,
+    /// When it was sent (RFC 3339).
+    #[schema(format = DateTime)]
+    pub sent_at: String,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: String,
+}
+
+/// Every error answer's body.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_phone", "message": "the phone number is empty"}}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable `snake_case` code to match on.
+    pub code: String,
+    /// A human-readable message, fit to show to a person.
+    pub message: String,
+}

@@ -1,0 +1,436 @@
+//! [`Settings`]: every setting of API.md as a command-line flag and an
+//! environment variable, checked once and turned into a [`Config`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser};
+use referral_core::{Config, OtpLength, Region};
+
+/// The settings of an example server (API.md's table, plus the few a real
+/// deployment needs: request and SMS timeouts).
+///
+/// Each field is a flag (`--listen`) and an environment variable
+/// (`REFERRAL_LISTEN`); the flag wins. `Debug` hides the JWT secret and the
+/// database URL's password.
+#[derive(Clone, Parser)]
+#[command(
+    about = "Phone login with one-time SMS codes and a one-invite referral program, over HTTP",
+    long_about = None,
+    version
+)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Address to bind; port 0 = any free port.
+    #[arg(long, env = "REFERRAL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Unset: the in-memory store; `postgres://…`: the PostgreSQL store
+    /// (migrations run at start).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Simulated SMS delay in milliseconds: `N` or `MIN-MAX`; `0` = none.
+    #[arg(long, env = "REFERRAL_SMS_DELAY_MS", default_value = "1000-2000")]
+    pub sms_delay_ms: SmsDelay,
+
+    /// `1`: keep the simulated SMS outbox readable at `GET /api/dev/sms`;
+    /// `0`: that route answers 404.
+    #[arg(
+        long,
+        env = "REFERRAL_DEV_OUTBOX",
+        default_value = "1",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
+    pub dev_outbox: bool,
+
+    /// HS256 secret for access tokens, at least 32 bytes; unset: a random one
+    /// per process (with a warning). The login-code hashing key is derived
+    /// from it, so every process sharing a store needs the same secret.
+    #[arg(long, env = "REFERRAL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<JwtSecret>,
+
+    /// Access-token lifetime, in seconds.
+    #[arg(long, env = "REFERRAL_TOKEN_TTL_SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=10 * 365 * 86_400))]
+    pub token_ttl_secs: u64,
+
+    /// Digits in a login code (4 to 8).
+    #[arg(long, env = "REFERRAL_OTP_LENGTH", default_value_t = 4,
+          value_parser = clap::value_parser!(u8).range(4..=8))]
+    pub otp_length: u8,
+
+    /// A login code's lifetime, in seconds.
+    #[arg(long, env = "REFERRAL_OTP_TTL_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub otp_ttl_secs: u64,
+
+    /// Wrong guesses that burn one code.
+    #[arg(long, env = "REFERRAL_OTP_MAX_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub otp_max_attempts: u32,
+
+    /// Least time between two codes sent to one phone, in seconds (0 = none).
+    #[arg(long, env = "REFERRAL_OTP_RESEND_COOLDOWN_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub otp_resend_cooldown_secs: u64,
+
+    /// Codes sent to one phone in any rolling hour.
+    #[arg(long, env = "REFERRAL_OTP_MAX_SENDS_PER_HOUR", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub otp_max_sends_per_hour: u32,
+
+    /// Wrong guesses for one phone in any rolling 24 h, across codes; past it
+    /// the phone is locked until the window frees.
+    #[arg(long, env = "REFERRAL_OTP_MAX_FAILURES_PER_DAY", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub otp_max_failures_per_day: u32,
+
+    /// Activations of unknown invite codes by one user in any rolling hour.
+    #[arg(long, env = "REFERRAL_INVITE_MAX_FAILURES_PER_HOUR", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub invite_max_failures_per_hour: u32,
+
+    /// ISO region (e.g. `RU`) for numbers written without `+`; unset: only
+    /// international numbers.
+    #[arg(long, env = "REFERRAL_DEFAULT_REGION")]
+    pub default_region: Option<Region>,
+
+    /// Longest time one request may take before it is answered 503
+    /// `unavailable`, in seconds (beyond API.md). Keep it above the longest
+    /// SMS delay plus the SMS timeout.
+    #[arg(long, env = "REFERRAL_REQUEST_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+
+    /// Longest time the SMS sender may take (simulated delay included) before
+    /// the code request answers 503 `sms_unavailable`, in milliseconds
+    /// (beyond API.md).
+    #[arg(long, env = "REFERRAL_SMS_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub sms_timeout_ms: u64,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("sms_delay_ms", &self.sms_delay_ms)
+            .field("dev_outbox", &self.dev_outbox)
+            .field("jwt_secret", &self.jwt_secret)
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("otp_length", &self.otp_length)
+            .field("otp_ttl_secs", &self.otp_ttl_secs)
+            .field("otp_max_attempts", &self.otp_max_attempts)
+            .field("otp_resend_cooldown_secs", &self.otp_resend_cooldown_secs)
+            .field("otp_max_sends_per_hour", &self.otp_max_sends_per_hour)
+            .field("otp_max_failures_per_day", &self.otp_max_failures_per_day)
+            .field(
+                "invite_max_failures_per_hour",
+                &self.invite_max_failures_per_hour,
+            )
+            .field("default_region", &self.default_region)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("sms_timeout_ms", &self.sms_timeout_ms)
+            .finish()
+    }
+}
+
+/// A database URL with its password replaced by `***`, for logs.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// A settings value the service cannot run with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// The core refused the configuration.
+    #[error(transparent)]
+    Config(#[from] referral_core::ConfigError),
+    /// The login-code length is out of range.
+    #[error(transparent)]
+    OtpLength(#[from] referral_core::otp::OtpLengthError),
+    /// The JWT secret is too short to derive the code-hashing key from.
+    #[error("the JWT secret must have at least 32 bytes")]
+    Secret,
+}
+
+impl Settings {
+    /// The settings from the process's arguments and environment; prints help
+    /// or an error and exits on bad input (clap's behaviour).
+    #[must_use]
+    pub fn from_env_and_args() -> Self {
+        <Self as Parser>::parse()
+    }
+
+    /// The core configuration these settings describe.
+    ///
+    /// # Errors
+    /// [`SettingsError`] for values the core refuses.
+    pub fn config(&self) -> Result<Config, SettingsError> {
+        let mut config = Config::default();
+        let otp = &mut config.otp;
+        otp.length = OtpLength::new(self.otp_length)?;
+        otp.ttl = Duration::from_secs(self.otp_ttl_secs);
+        otp.max_attempts = self.otp_max_attempts;
+        otp.resend_cooldown = Duration::from_secs(self.otp_resend_cooldown_secs);
+        otp.max_sends_per_window = self.otp_max_sends_per_hour;
+        otp.send_window = Duration::from_secs(3600);
+        otp.max_failures_per_window = self.otp_max_failures_per_day;
+        otp.failure_window = Duration::from_secs(24 * 3600);
+        config.invite.max_failures_per_window = self.invite_max_failures_per_hour;
+        config.invite.failure_window = Duration::from_secs(3600);
+        config.default_region = self.default_region;
+        Ok(config)
+    }
+
+    /// The request timeout.
+    #[must_use]
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The SMS sender timeout.
+    #[must_use]
+    pub fn sms_timeout(&self) -> Duration {
+        Duration::from_millis(self.sms_timeout_ms)
+    }
+
+    /// The access-token lifetime.
+    #[must_use]
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_secs)
+    }
+}
+
+/// The simulated SMS delay: a fixed number of milliseconds or a `MIN-MAX`
+/// range drawn uniformly for each message; `0` is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsDelay {
+    min_ms: u64,
+    max_ms: u64,
+}
+
+/// Why a string is not an [`SmsDelay`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected milliseconds as N or MIN-MAX with MIN <= MAX <= 600000, e.g. 1000-2000")]
+pub struct SmsDelayError;
+
+impl SmsDelay {
+    /// The longest accepted delay: ten minutes.
+    pub const MAX_MS: u64 = 600_000;
+
+    /// No delay.
+    pub const NONE: Self = Self {
+        min_ms: 0,
+        max_ms: 0,
+    };
+
+    /// A delay drawn from `min_ms..=max_ms`.
+    ///
+    /// # Errors
+    /// [`SmsDelayError`] when `min_ms > max_ms` or `max_ms` is over ten minutes.
+    pub fn new(min_ms: u64, max_ms: u64) -> Result<Self, SmsDelayError> {
+        if min_ms > max_ms || max_ms > Self::MAX_MS {
+            return Err(SmsDelayError);
+        }
+        Ok(Self { min_ms, max_ms })
+    }
+
+    /// The shortest delay.
+    #[must_use]
+    pub fn min(self) -> Duration {
+        Duration::from_millis(self.min_ms)
+    }
+
+    /// The longest delay.
+    #[must_use]
+    pub fn max(self) -> Duration {
+        Duration::from_millis(self.max_ms)
+    }
+
+    /// One delay, drawn uniformly from the range with `random`.
+    #[must_use]
+    pub fn pick(self, random: &dyn referral_core::Random) -> Duration {
+        let span = self.max_ms - self.min_ms;
+        let extra = match u32::try_from(span) {
+            Ok(0) | Err(_) => 0,
+            Ok(span) => u64::from(random.below(span.saturating_add(1))),
+        };
+        Duration::from_millis(self.min_ms + extra)
+    }
+}
+
+impl FromStr for SmsDelay {
+    type Err = SmsDelayError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let number = |t: &str| -> Result<u64, SmsDelayError> {
+            let t = t.trim();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(SmsDelayError);
+            }
+            t.parse().map_err(|_| SmsDelayError)
+        };
+        match s.split_once('-') {
+            Some((a, b)) => Self::new(number(a)?, number(b)?),
+            None => {
+                let n = number(s)?;
+                Self::new(n, n)
+            }
+        }
+    }
+}
+
+impl fmt::Display for SmsDelay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.min_ms == self.max_ms {
+            write!(f, "{}", self.min_ms)
+        } else {
+            write!(f, "{}-{}", self.min_ms, self.max_ms)
+        }
+    }
+}
+
+/// The HS256 secret: at least 32 bytes. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtSecret(Vec<u8>);
+
+/// A secret shorter than 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the JWT secret must have at least 32 bytes, not {0}")]
+pub struct JwtSecretError(pub usize);
+
+impl JwtSecret {
+    /// The shortest accepted secret, in bytes.
+    pub const MIN_LEN: usize = 32;
+
+    /// A secret from bytes.
+    ///
+    /// # Errors
+    /// [`JwtSecretError`] for fewer than 32 bytes.
+    pub fn new(bytes: Vec<u8>) -> Result<Self, JwtSecretError> {
+        if bytes.len() < Self::MIN_LEN {
+            return Err(JwtSecretError(bytes.len()));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// A random 32-byte secret, for one process on its own.
+    #[must_use]
+    pub fn generate(random: &dyn referral_core::Random) -> Self {
+        let mut bytes = vec![0u8; Self::MIN_LEN];
+        random.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// The secret's bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl FromStr for JwtSecret {
+    type Err = JwtSecretError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s.as_bytes().to_vec())
+    }
+}
+
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtSecret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use referral_core::SeededRandom;
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        Settings::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn sms_delays() {
+        assert_eq!("0".parse::<SmsDelay>(), Ok(SmsDelay::NONE));
+        assert_eq!("1000-2000".parse::<SmsDelay>(), SmsDelay::new(1000, 2000));
+        assert_eq!("250".parse::<SmsDelay>().unwrap().to_string(), "250");
+        for bad in ["", "-", "2-1", "a", "1-", "-1", "1-2-3", "+5", "700000"] {
+            assert!(bad.parse::<SmsDelay>().is_err(), "{bad}");
+        }
+        let d = SmsDelay::new(10, 20).unwrap();
+        let rng = SeededRandom::new(1);
+        for _ in 0..100 {
+            let p = d.pick(&rng);
+            assert!(p >= d.min() && p <= d.max());
+        }
+        assert_eq!(SmsDelay::NONE.pick(&rng), Duration::ZERO);
+    }
+
+    #[test]
+    fn defaults_are_the_contract() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.sms_delay_ms, SmsDelay::new(1000, 2000).unwrap());
+        assert!(s.dev_outbox);
+        assert_eq!(s.config().unwrap(), Config::default());
+        assert_eq!(s.token_ttl(), Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn flags_are_checked() {
+        assert!(parse(&["--dev-outbox", "0"]).is_ok_and(|s| !s.dev_outbox));
+        assert!(parse(&["--otp-length", "3"]).is_err());
+        assert!(parse(&["--otp-length", "9"]).is_err());
+        assert!(parse(&["--otp-max-attempts", "0"]).is_err());
+        assert!(parse(&["--jwt-secret", "short"]).is_err());
+        assert!(parse(&["--default-region", "XX"]).is_err());
+        let s = parse(&["--default-region", "ru", "--otp-length", "6"]).unwrap();
+        let config = s.config().unwrap();
+        assert_eq!(config.otp.length.get(), 6);
+        assert_eq!(config.default_region.map(Region::code), Some("RU"));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let s = parse(&[
+            "--jwt-secret",
+            "0123456789abcdef0123456789abcdef-secret",
+            "--database-url",
+            "postgres://app:hunter2@db:5432/referral",
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("abcdef-secret"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db:5432/referral"),
+            "{shown}"
+        );
+    }
+}
