@@ -231,9 +231,14 @@ impl ReferralStore for MemoryStore {
         }
         let key = (now, user);
         let owner_rec = g.rec(owner);
-        let pos = owner_rec
-            .referrals
-            .partition_point(|&e| g.referral_key(e) <= key);
+        let list = &owner_rec.referrals;
+        // Activations nearly always come in time order: append without a search.
+        let pos = match list.last() {
+            Some(&last) if g.referral_key(last) > key => {
+                list.partition_point(|&e| g.referral_key(e) <= key)
+            }
+            _ => list.len(),
+        };
         let referrer = owner_rec.id;
         g.users[owner as usize].referrals.insert(pos, (now, ix));
         g.users[ix as usize].referrer = Some(owner);
