@@ -191,6 +191,12 @@ impl PgStoreOptions {
     /// # Errors
     /// [`StoreError::Internal`] when `url` is not a PostgreSQL URL.
     pub fn new(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        if !matches!(scheme, Some("postgres" | "postgresql")) {
+            return Err(StoreError::internal(
+                "a PostgreSQL URL starts with postgres:// or postgresql://",
+            ));
+        }
         PgConnectOptions::from_str(url)
             .map(Self::from_connect_options)
             .map_err(StoreError::internal)
@@ -348,7 +354,10 @@ mod tests {
 
     #[test]
     fn bad_urls_are_internal_errors() {
-        assert!(!PgStoreOptions::new("mysql://x").unwrap_err().is_transient());
+        for url in ["mysql://x", "localhost", "postgres://h:notaport/db"] {
+            let err = PgStoreOptions::new(url).unwrap_err();
+            assert!(!err.is_transient(), "{url}");
+        }
     }
 
     #[test]

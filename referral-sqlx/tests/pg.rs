@@ -493,3 +493,60 @@ async fn unavailable_while_the_server_is_down_then_back_without_rebuilding() {
     let ids: HashSet<_> = events.iter().map(|e| e.id).collect();
     assert_eq!(ids.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_run_read_committed_and_other_levels_are_refused() {
+    let _gate = SERVER.read().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    let store = PgStore::connect_with(
+        common::test_options(connect.clone()).statement_timeout(Some(Duration::from_millis(2500))),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    // The server's default says serializable; the store's sessions still run
+    // READ COMMITTED, with the statement timeout asked for.
+    let db = connect.get_database().unwrap().to_owned();
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{db}\" SET default_transaction_isolation = 'serializable'"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let store = PgStore::connect_with(
+        common::test_options(connect.clone()).statement_timeout(Some(Duration::from_millis(2500))),
+    )
+    .await
+    .unwrap();
+    let (isolation, timeout): (String, String) = sqlx::query_as(
+        "SELECT current_setting('default_transaction_isolation'), current_setting('statement_timeout')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (isolation.as_str(), timeout.as_str()),
+        ("read committed", "2500ms")
+    );
+    let rng = SeededRandom::new(5);
+    let alice = register(&store, &rng, 1).await;
+
+    // A pool of the app's own at another level: refused loudly, not decided wrongly.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(connect)
+        .await
+        .unwrap();
+    let theirs = PgStore::from_pool(pool);
+    let err = theirs
+        .activate_invite(alice.id, &alice.invite_code, &InvitePolicy::default(), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    assert!(
+        format!("{:?}", std::error::Error::source(&err)).contains("READ COMMITTED"),
+        "{err:?}"
+    );
+}
