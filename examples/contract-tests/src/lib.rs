@@ -1,1 +1,79 @@
-//! The HTTP contract suite of API.md.
+//! # referral-contract-tests
+//!
+//! The black-box contract suite of API.md (`shared/API.md` of the project),
+//! run against any example server binary over HTTP only: each case spawns
+//! the binary with `REFERRAL_LISTEN=127.0.0.1:0`, reads its
+//! `listening on http://ADDR` line, talks to it with reqwest and kills it at
+//! the end.
+//!
+//! Every case runs twice: on the in-memory store and on PostgreSQL (a fresh
+//! database on `DATABASE_URL` for each server; without `DATABASE_URL` the
+//! PostgreSQL runs are skipped with a message, or fail under `CI`). A few
+//! cases (two processes on one database, a restart, an outage) run on
+//! PostgreSQL only.
+//!
+//! Use it from a server crate's `tests/contract.rs`:
+//!
+//! ```ignore
+//! referral_contract_tests::contract_tests!(env!("CARGO_BIN_EXE_referral-server"));
+//! ```
+//!
+//! Set `CONTRACT_SERVER_LOG=debug` (a `RUST_LOG` filter) to see the servers'
+//! logs.
+
+pub mod cases;
+pub mod harness;
+
+pub use harness::{Backend, Ctx, Resp, Server, User, run};
+
+/// Expands to one `#[test]` per case and store: modules `memory` and
+/// `postgres`, each with a test named after the case.
+#[macro_export]
+macro_rules! contract_tests {
+    ($bin:expr) => {
+        $crate::__contract_cases! {
+            $bin;
+            both: health_ok, graceful_shutdown, request_code_accepted,
+                request_code_invalid_phone, default_region, request_code_cooldown,
+                request_code_hourly_cap, new_code_replaces_previous, sms_unavailable,
+                request_timeout, verify_creates_then_logs_in, code_works_once, verify_errors,
+                verify_expired, code_burns_after_max_attempts, phone_locks_after_daily_failures,
+                unauthorized_tokens, token_of_unknown_user, activate_invite, referral_cycle,
+                invite_unknown_codes_limited, referrals_pagination, profile_lists_first_100,
+                dev_outbox, openapi_document, web_pages, json_conventions,
+                race_one_phone_many_codes, race_one_code_many_verifies,
+                race_one_user_many_codes, race_many_users_one_code, race_mutual_activations,
+                concurrent_codes_do_not_block;
+            postgres_only: two_servers_share_one_store, restart_keeps_state, store_outage;
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_cases {
+    ($bin:expr; both: $($case:ident),* $(,)?; postgres_only: $($pg:ident),* $(,)?;) => {
+        mod memory {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::run($bin, $crate::Backend::Memory, stringify!($case), $crate::cases::$case);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::run($bin, $crate::Backend::Postgres, stringify!($case), $crate::cases::$case);
+                }
+            )*
+            $(
+                #[test]
+                fn $pg() {
+                    $crate::run($bin, $crate::Backend::Postgres, stringify!($pg), $crate::cases::$pg);
+                }
+            )*
+        }
+    };
+}

@@ -244,8 +244,9 @@ impl Api {
         })
     }
 
-    /// `GET /api/dev/sms?phone=` (200). A `+` in the raw query is kept as `+`
-    /// (not read as a space), so `?phone=+79991234567` works as written.
+    /// `GET /api/dev/sms?phone=` (200). A `+` starting the value is kept as
+    /// `+` (not read as a space), so `?phone=+79991234567` works as written
+    /// (see [`crate::query::Query`]).
     ///
     /// # Errors
     /// 404 `not_found` when the outbox is off or nothing was sent;

@@ -2,9 +2,11 @@
 
 use percent_encoding::percent_decode_str;
 
-/// A parsed query string: `name=value` pairs, percent-decoded. A `+` stays a
-/// `+` (it is not read as a space), so `?phone=+79991234567` means the phone
-/// `+79991234567`; `%2B` works too. The first of repeated names wins.
+/// A parsed query string: `name=value` pairs, decoded as HTML forms encode
+/// them (`%XX`, and `+` for a space) with one exception: a `+` that starts a
+/// value stays a `+`, so `?phone=+79991234567` means the phone `+79991234567`
+/// as API.md writes it (`%2B` works too, and `+7+999+123` is `+7 999 123`).
+/// The first of repeated names wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query(Vec<(String, String)>);
 
@@ -17,7 +19,11 @@ impl Query {
             .filter(|pair| !pair.is_empty())
             .map(|pair| {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode(name), decode(value))
+                let (lead, rest) = match value.strip_prefix('+') {
+                    Some(rest) => ("+", rest),
+                    None => ("", value),
+                };
+                (decode(name), format!("{lead}{}", decode(rest)))
             })
             .collect();
         Self(pairs)
@@ -34,7 +40,9 @@ impl Query {
 }
 
 fn decode(s: &str) -> String {
-    percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

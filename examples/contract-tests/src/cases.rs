@@ -1,0 +1,1243 @@
+//! The cases, one `async fn` each, written from API.md. Each spawns the
+//! server(s) it needs through [`Ctx`].
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{
+    Backend, Ctx, PgProxy, SECRET, Server, User, enc, join_all, jwt, phone, unix_now, wrong_code,
+};
+
+fn assert_profile_shape(p: &Value) {
+    for key in [
+        "id",
+        "phone",
+        "invite_code",
+        "activated_invite_code",
+        "referral_count",
+        "referrals",
+        "created_at",
+    ] {
+        assert!(p.get(key).is_some(), "profile lacks {key}: {p}");
+    }
+    let code = p["invite_code"].as_str().expect("invite_code");
+    assert_eq!(code.len(), 6, "{code}");
+    assert!(
+        code.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
+        "{code}"
+    );
+    assert!(p["created_at"].as_str().is_some_and(|s| s.contains('T')));
+    assert!(p["referrals"].is_array());
+    assert!(p["referral_count"].is_u64());
+}
+
+// ---------------------------------------------------------------- start-up
+
+/// The server starts on port 0, prints its real address, and `/health` is ok.
+pub async fn health_ok(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let r = s.get("/health").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, json!({ "status": "ok" }));
+}
+
+/// SIGTERM lets a request in flight finish, then the process exits 0.
+pub async fn graceful_shutdown(ctx: Ctx) {
+    let s = ctx.server(&[("REFERRAL_SMS_DELAY_MS", "1500")]).await;
+    let client = s.client().clone();
+    let url = s.url("/api/auth/code");
+    let in_flight = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&json!({ "phone": phone(1) }))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let code = s.terminate(Duration::from_secs(10)).await;
+    let status = in_flight
+        .await
+        .expect("task")
+        .expect("the in-flight request is answered");
+    assert_eq!(status, 202);
+    assert_eq!(code, Some(0), "exit code after SIGTERM");
+}
+
+// ---------------------------------------------------------------- POST /api/auth/code
+
+/// 202 with the E.164 phone, `expires_in` and `retry_after`.
+pub async fn request_code_accepted(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let r = s.request_code("+7 (999) 123-45-67").await;
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(
+        r.body,
+        json!({ "phone": "+79991234567", "expires_in": 300, "retry_after": 60 })
+    );
+    // The outbox knows the code under the normalised phone, `+` as written.
+    let sms = s.get("/api/dev/sms?phone=+79991234567").await;
+    assert_eq!(sms.status, 200, "{sms:?}");
+    assert_eq!(sms.body["phone"], "+79991234567");
+    let code = sms.body["code"].as_str().expect("code");
+    assert_eq!(code.len(), 4);
+    assert!(code.bytes().all(|b| b.is_ascii_digit()));
+    assert!(sms.body["sent_at"].as_str().is_some());
+    // The same with %2B, and with other settings.
+    assert_eq!(s.get("/api/dev/sms?phone=%2B79991234567").await.status, 200);
+    let s = ctx
+        .server(&[
+            ("REFERRAL_OTP_TTL_SECS", "120"),
+            ("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "30"),
+            ("REFERRAL_OTP_LENGTH", "6"),
+        ])
+        .await;
+    let r = s.request_code(&phone(1)).await;
+    assert_eq!(
+        r.body,
+        json!({ "phone": phone(1), "expires_in": 120, "retry_after": 30 })
+    );
+    assert_eq!(s.outbox_code(&phone(1)).await.len(), 6);
+}
+
+/// 400 `invalid_phone` for what is not a phone.
+pub async fn request_code_invalid_phone(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    for bad in [
+        "",
+        "   ",
+        "abc",
+        "+7999abc4567",
+        "+123",
+        "+1234567890123456",
+        "89991234567",
+        "+٧٩٩٩١٢٣٤٥٦٧",
+        &"1".repeat(200),
+    ] {
+        s.request_code(bad)
+            .await
+            .assert_error(400, Some("invalid_phone"));
+    }
+}
+
+/// `REFERRAL_DEFAULT_REGION` lets national numbers in.
+pub async fn default_region(ctx: Ctx) {
+    let s = ctx.server(&[("REFERRAL_DEFAULT_REGION", "RU")]).await;
+    let r = s.request_code("8 (999) 123-45-67").await;
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(r.body["phone"], "+79991234567");
+    let code = s.outbox_code("+79991234567").await;
+    let r = s.verify("8 999 123 45 67", &code).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["profile"]["phone"], "+79991234567");
+}
+
+/// A second code within the cooldown: 429 with `Retry-After`.
+pub async fn request_code_cooldown(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    assert_eq!(s.request_code(&phone(1)).await.status, 202);
+    let secs = s
+        .request_code(&phone(1))
+        .await
+        .assert_error(429, Some("too_many_requests"))
+        .expect("Retry-After");
+    assert!((55..=60).contains(&secs), "{secs}");
+    // Another phone is not affected; the same phone spelled differently is.
+    assert_eq!(s.request_code(&phone(2)).await.status, 202);
+    s.request_code("+7 999 000-00-01")
+        .await
+        .assert_error(429, Some("too_many_requests"));
+}
+
+/// The hourly cap: 429 with `Retry-After` up to an hour.
+pub async fn request_code_hourly_cap(ctx: Ctx) {
+    let s = ctx
+        .server(&[
+            ("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0"),
+            ("REFERRAL_OTP_MAX_SENDS_PER_HOUR", "3"),
+        ])
+        .await;
+    for _ in 0..2 {
+        let r = s.request_code(&phone(1)).await;
+        assert_eq!(r.status, 202, "{r:?}");
+        assert_eq!(r.body["retry_after"], 0);
+    }
+    // The third is sent, and says the next may wait up to an hour.
+    let r = s.request_code(&phone(1)).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let wait = r.body["retry_after"].as_u64().expect("retry_after");
+    assert!((3500..=3600).contains(&wait), "{wait}");
+    let secs = s
+        .request_code(&phone(1))
+        .await
+        .assert_error(429, Some("too_many_requests"))
+        .expect("Retry-After");
+    assert!((3500..=3600).contains(&secs), "{secs}");
+}
+
+/// A new code replaces the previous one.
+pub async fn new_code_replaces_previous(ctx: Ctx) {
+    let s = ctx
+        .server(&[
+            ("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0"),
+            ("REFERRAL_OTP_LENGTH", "8"),
+        ])
+        .await;
+    let first = s.send_code(&phone(1)).await;
+    let second = s.send_code(&phone(1)).await;
+    assert_ne!(first, second);
+    s.verify(&phone(1), &first)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+    assert_eq!(s.verify(&phone(1), &second).await.status, 200);
+}
+
+/// A sender slower than its timeout: 503 `sms_unavailable`, and no code is
+/// left behind.
+pub async fn sms_unavailable(ctx: Ctx) {
+    let s = ctx
+        .server(&[
+            ("REFERRAL_SMS_DELAY_MS", "2000"),
+            ("REFERRAL_SMS_TIMEOUT_MS", "200"),
+        ])
+        .await;
+    let r = s.request_code(&phone(1)).await;
+    r.assert_error(503, Some("sms_unavailable"));
+    assert!(r.elapsed < Duration::from_millis(1500), "{:?}", r.elapsed);
+    s.get(&format!("/api/dev/sms?phone={}", enc(&phone(1))))
+        .await
+        .assert_error(404, Some("not_found"));
+    // Nothing was charged: the phone may ask again at once (and fails the same way).
+    s.request_code(&phone(1))
+        .await
+        .assert_error(503, Some("sms_unavailable"));
+}
+
+/// A request slower than the request timeout answers 503, never hangs.
+pub async fn request_timeout(ctx: Ctx) {
+    let s = ctx
+        .server(&[
+            ("REFERRAL_SMS_DELAY_MS", "4000"),
+            ("REFERRAL_REQUEST_TIMEOUT_SECS", "1"),
+        ])
+        .await;
+    let r = s.request_code(&phone(1)).await;
+    r.assert_error(503, None);
+    assert!(r.elapsed < Duration::from_millis(3000), "{:?}", r.elapsed);
+    assert_eq!(s.get("/health").await.status, 200);
+}
+
+// ---------------------------------------------------------------- POST /api/auth/verify
+
+/// The first verify creates the user; later ones log the same user in.
+pub async fn verify_creates_then_logs_in(ctx: Ctx) {
+    let s = ctx
+        .server(&[("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")])
+        .await;
+    let code = s.send_code(&phone(1)).await;
+    let r = s.verify("+7 (999) 000-00-01", &code).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["token_type"], "Bearer");
+    assert_eq!(r.body["expires_in"], 86_400);
+    assert_eq!(r.body["new_user"], true);
+    assert!(
+        r.body["access_token"]
+            .as_str()
+            .is_some_and(|t| t.len() > 20)
+    );
+    let p = &r.body["profile"];
+    assert_profile_shape(p);
+    assert_eq!(p["phone"], phone(1));
+    assert_eq!(p["activated_invite_code"], Value::Null);
+    assert_eq!(p["referral_count"], 0);
+    assert_eq!(p["referrals"], json!([]));
+    let first = r.body.clone();
+
+    let code = s.send_code(&phone(1)).await;
+    let r = s.verify(&phone(1), &code).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["new_user"], false);
+    assert_eq!(r.body["profile"]["id"], first["profile"]["id"]);
+    assert_eq!(
+        r.body["profile"]["invite_code"],
+        first["profile"]["invite_code"]
+    );
+    assert_eq!(
+        r.body["profile"]["created_at"],
+        first["profile"]["created_at"]
+    );
+    // Both tokens work.
+    for token in [&first["access_token"], &r.body["access_token"]] {
+        let p = s.profile(token.as_str().expect("token")).await;
+        assert_eq!(p["id"], first["profile"]["id"]);
+    }
+}
+
+/// A code works once.
+pub async fn code_works_once(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let code = s.send_code(&phone(1)).await;
+    assert_eq!(s.verify(&phone(1), &code).await.status, 200);
+    s.verify(&phone(1), &code)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+}
+
+/// 400 for a bad phone or a code of the wrong shape; 401 for a wrong code or
+/// none sent.
+pub async fn verify_errors(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    s.verify("nope", "1234")
+        .await
+        .assert_error(400, Some("invalid_phone"));
+    for bad in ["", "123", "12345", "12a4", "١٢٣٤", "abcd"] {
+        s.verify(&phone(1), bad)
+            .await
+            .assert_error(400, Some("invalid_code"));
+    }
+    // No code was sent.
+    s.verify(&phone(1), "1234")
+        .await
+        .assert_error(401, Some("otp_invalid"));
+    let code = s.send_code(&phone(1)).await;
+    s.verify(&phone(1), &wrong_code(&code))
+        .await
+        .assert_error(401, Some("otp_invalid"));
+    // A wrong guess does not burn the code before the limit.
+    assert_eq!(s.verify(&phone(1), &code).await.status, 200);
+
+    let s6 = ctx.server(&[("REFERRAL_OTP_LENGTH", "6")]).await;
+    s6.verify(&phone(1), "1234")
+        .await
+        .assert_error(400, Some("invalid_code"));
+    s6.verify(&phone(1), "123456")
+        .await
+        .assert_error(401, Some("otp_invalid"));
+}
+
+/// An expired code: 401 `otp_expired`.
+pub async fn verify_expired(ctx: Ctx) {
+    let s = ctx.server(&[("REFERRAL_OTP_TTL_SECS", "1")]).await;
+    let code = s.send_code(&phone(1)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    s.verify(&phone(1), &code)
+        .await
+        .assert_error(401, Some("otp_expired"));
+}
+
+/// After `REFERRAL_OTP_MAX_ATTEMPTS` wrong guesses the code is burned: even
+/// the right one answers 429.
+pub async fn code_burns_after_max_attempts(ctx: Ctx) {
+    let s = ctx.server(&[("REFERRAL_OTP_MAX_ATTEMPTS", "3")]).await;
+    let code = s.send_code(&phone(1)).await;
+    let wrong = wrong_code(&code);
+    for _ in 0..3 {
+        s.verify(&phone(1), &wrong)
+            .await
+            .assert_error(401, Some("otp_invalid"));
+    }
+    s.verify(&phone(1), &code)
+        .await
+        .assert_error(429, Some("too_many_requests"));
+    s.verify(&phone(1), &wrong)
+        .await
+        .assert_error(429, Some("too_many_requests"));
+    // Another phone is untouched.
+    let other = s.send_code(&phone(2)).await;
+    assert_eq!(s.verify(&phone(2), &other).await.status, 200);
+}
+
+/// Past `REFERRAL_OTP_MAX_FAILURES_PER_DAY` wrong guesses, both routes answer
+/// 429 for the phone, with a `Retry-After` up to a day.
+pub async fn phone_locks_after_daily_failures(ctx: Ctx) {
+    let s = ctx
+        .server(&[
+            ("REFERRAL_OTP_MAX_ATTEMPTS", "2"),
+            ("REFERRAL_OTP_MAX_FAILURES_PER_DAY", "3"),
+            ("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0"),
+        ])
+        .await;
+    let code = s.send_code(&phone(1)).await;
+    for _ in 0..2 {
+        s.verify(&phone(1), &wrong_code(&code))
+            .await
+            .assert_error(401, Some("otp_invalid"));
+    }
+    let code = s.send_code(&phone(1)).await;
+    // The third wrong guess counts (401 or already 429); then the phone is locked.
+    let r = s.verify(&phone(1), &wrong_code(&code)).await;
+    assert!(matches!(r.status, 401 | 429), "{r:?}");
+    let secs = s
+        .verify(&phone(1), &code)
+        .await
+        .assert_error(429, Some("too_many_requests"))
+        .expect("Retry-After");
+    assert!(secs > 3600 && secs <= 86_400, "{secs}");
+    let secs = s
+        .request_code(&phone(1))
+        .await
+        .assert_error(429, Some("too_many_requests"))
+        .expect("Retry-After");
+    assert!(secs > 3600 && secs <= 86_400, "{secs}");
+    // Other phones are free.
+    assert_eq!(s.request_code(&phone(2)).await.status, 202);
+}
+
+// ---------------------------------------------------------------- tokens
+
+/// Missing, malformed, forged, foreign-algorithm and expired tokens: 401.
+pub async fn unauthorized_tokens(ctx: Ctx) {
+    let s = ctx.server(&[("REFERRAL_TOKEN_TTL_SECS", "1")]).await;
+    let user = s.login(&phone(1)).await;
+    let now = unix_now();
+    let claims = json!({ "sub": user.id, "iat": now, "exp": now + 3600 });
+    let forged = jwt(b"some-other-secret-some-other-secret", "HS256", &claims);
+    let hs512 = jwt(SECRET.as_bytes(), "HS512", &claims);
+    let none = jwt(b"", "none", &claims);
+    let past = jwt(
+        SECRET.as_bytes(),
+        "HS256",
+        &json!({ "sub": user.id, "iat": now - 7200, "exp": now - 3600 }),
+    );
+    let no_exp = jwt(
+        SECRET.as_bytes(),
+        "HS256",
+        &json!({ "sub": user.id, "iat": now }),
+    );
+    let mut tampered = user.token.clone();
+    tampered.pop();
+    tampered.push(if user.token.ends_with('A') { 'B' } else { 'A' });
+    let routes: [(&str, bool); 3] = [
+        ("/api/profile", false),
+        ("/api/profile/referrals", false),
+        ("/api/profile/invite", true),
+    ];
+    for (path, post) in routes {
+        let req = |auth: Option<String>| {
+            let mut b = if post {
+                s.client()
+                    .post(s.url(path))
+                    .json(&json!({ "invite_code": "AAAAAA" }))
+            } else {
+                s.client().get(s.url(path))
+            };
+            if let Some(a) = auth {
+                b = b.header("authorization", a);
+            }
+            b
+        };
+        let mut cases: Vec<Option<String>> = vec![
+            None,
+            Some(String::new()),
+            Some("Bearer".into()),
+            Some("Bearer ".into()),
+            Some("Bearer not.a.jwt".into()),
+            Some(format!("Basic {}", user.token)),
+            Some(user.token.clone()),
+            Some(format!("Bearer {forged}")),
+            Some(format!("Bearer {hs512}")),
+            Some(format!("Bearer {none}")),
+            Some(format!("Bearer {past}")),
+            Some(format!("Bearer {no_exp}")),
+        ];
+        if !user.token.ends_with('=') {
+            cases.push(Some(format!("Bearer {tampered}")));
+        }
+        for auth in cases {
+            s.send(req(auth.clone()))
+                .await
+                .assert_error(401, Some("unauthorized"));
+        }
+    }
+    // The real token works, then expires.
+    let r = s.get_auth("/api/profile", &user.token).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    s.get_auth("/api/profile", &user.token)
+        .await
+        .assert_error(401, Some("unauthorized"));
+}
+
+/// A valid token whose user does not exist: 401.
+pub async fn token_of_unknown_user(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let now = unix_now();
+    let token = jwt(
+        SECRET.as_bytes(),
+        "HS256",
+        &json!({ "sub": "9b2f63a8-4d0b-4c4e-8f5e-2f0c3f3d6a11", "iat": now, "exp": now + 600 }),
+    );
+    s.get_auth("/api/profile", &token)
+        .await
+        .assert_error(401, Some("unauthorized"));
+    s.get_auth("/api/profile/referrals", &token)
+        .await
+        .assert_error(401, Some("unauthorized"));
+    s.post_auth(
+        "/api/profile/invite",
+        &token,
+        &json!({ "invite_code": "AAAAAA" }),
+    )
+    .await
+    .assert_error(401, Some("unauthorized"));
+    // A token of this server's format signed with this secret, for a user id
+    // that is not a UUID.
+    let token = jwt(
+        SECRET.as_bytes(),
+        "HS256",
+        &json!({ "sub": "alice", "iat": now, "exp": now + 600 }),
+    );
+    s.get_auth("/api/profile", &token)
+        .await
+        .assert_error(401, Some("unauthorized"));
+}
+
+// ---------------------------------------------------------------- profile and invites
+
+/// The profile, and every answer of `POST /api/profile/invite`.
+pub async fn activate_invite(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let users = s.login_many(1, 3).await;
+    let (a, b, c) = (&users[0], &users[1], &users[2]);
+    let p = s.profile(&a.token).await;
+    assert_profile_shape(&p);
+    assert_eq!(p["phone"], a.phone);
+    assert_eq!(p["id"], a.id);
+
+    // Bad shapes: 400.
+    for bad in ["", "ABC", "ABCDEFG", "AB CD1", "AB-C12", "ÄBCDEF"] {
+        s.activate(&b.token, bad)
+            .await
+            .assert_error(400, Some("invalid_invite_code"));
+    }
+    // Nobody's code: 404.
+    s.activate(&b.token, "000000")
+        .await
+        .assert_error(404, Some("invite_code_not_found"));
+    // Own code: 422.
+    s.activate(&b.token, &b.invite_code)
+        .await
+        .assert_error(422, Some("self_referral"));
+    // B activates A's code, in lower case with spaces: 200.
+    let spelled = format!("  {}  ", a.invite_code.to_lowercase());
+    let r = s.activate(&b.token, &spelled).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_profile_shape(&r.body);
+    assert_eq!(r.body["id"], b.id);
+    assert_eq!(r.body["activated_invite_code"], a.invite_code);
+    // The same code again: 200 (a safe retry).
+    let r = s.activate(&b.token, &a.invite_code).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["activated_invite_code"], a.invite_code);
+    // A different code: 409.
+    s.activate(&b.token, &c.invite_code)
+        .await
+        .assert_error(409, Some("invite_already_activated"));
+    // A's profile lists B.
+    let p = s.profile(&a.token).await;
+    assert_eq!(p["referral_count"], 1);
+    assert_eq!(p["referrals"], json!([b.phone]));
+    assert_eq!(p["activated_invite_code"], Value::Null);
+    // B's profile shows the code.
+    let p = s.profile(&b.token).await;
+    assert_eq!(p["activated_invite_code"], a.invite_code);
+    assert_eq!(p["referral_count"], 0);
+}
+
+/// A code whose owner the caller referred, directly or through a chain: 422.
+pub async fn referral_cycle(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let users = s.login_many(1, 4).await;
+    let (a, b, c, d) = (&users[0], &users[1], &users[2], &users[3]);
+    // A <- B <- C (B activated A's code, C activated B's).
+    assert_eq!(s.activate(&b.token, &a.invite_code).await.status, 200);
+    assert_eq!(s.activate(&c.token, &b.invite_code).await.status, 200);
+    s.activate(&a.token, &b.invite_code)
+        .await
+        .assert_error(422, Some("referral_cycle"));
+    s.activate(&a.token, &c.invite_code)
+        .await
+        .assert_error(422, Some("referral_cycle"));
+    // Outside the chain is fine.
+    assert_eq!(s.activate(&a.token, &d.invite_code).await.status, 200);
+}
+
+/// Too many unknown codes: 429 with `Retry-After`.
+pub async fn invite_unknown_codes_limited(ctx: Ctx) {
+    let s = ctx
+        .server(&[("REFERRAL_INVITE_MAX_FAILURES_PER_HOUR", "2")])
+        .await;
+    let users = s.login_many(1, 2).await;
+    for code in ["000000", "000001"] {
+        s.activate(&users[0].token, code)
+            .await
+            .assert_error(404, Some("invite_code_not_found"));
+    }
+    let secs = s
+        .activate(&users[0].token, "000002")
+        .await
+        .assert_error(429, Some("too_many_requests"))
+        .expect("Retry-After");
+    assert!((1..=3600).contains(&secs), "{secs}");
+    // Another user is not limited.
+    s.activate(&users[1].token, "000003")
+        .await
+        .assert_error(404, Some("invite_code_not_found"));
+}
+
+// ---------------------------------------------------------------- referrals
+
+async fn referred(s: &Server, owner: &User, users: &[User]) {
+    for u in users {
+        let r = s.activate(&u.token, &owner.invite_code).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+}
+
+/// Pages in order, `limit` bounds, a bad cursor.
+pub async fn referrals_pagination(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let users = s.login_many(1, 8).await;
+    let (owner, rest) = users.split_first().expect("users");
+    referred(&s, owner, rest).await;
+    let want: Vec<&str> = rest.iter().map(|u| u.phone.as_str()).collect();
+
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/profile/referrals?limit=3&cursor={}", enc(c)),
+            None => "/api/profile/referrals?limit=3".to_owned(),
+        };
+        let r = s.get_auth(&path, &owner.token).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let items = r.body["items"].as_array().expect("items");
+        assert!(items.len() <= 3);
+        for item in items {
+            assert!(item["activated_at"].as_str().is_some());
+            got.push(item["phone"].as_str().expect("phone").to_owned());
+        }
+        pages += 1;
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => {
+                assert_eq!(r.body["next_cursor"], Value::Null);
+                break;
+            }
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(got, want, "oldest first, each once");
+    assert_eq!(pages, 3);
+
+    // Default and bounds.
+    let r = s.get_auth("/api/profile/referrals", &owner.token).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["items"].as_array().map(Vec::len), Some(7));
+    assert_eq!(r.body["next_cursor"], Value::Null);
+    for ok in ["1", "500"] {
+        let r = s
+            .get_auth(&format!("/api/profile/referrals?limit={ok}"), &owner.token)
+            .await;
+        assert_eq!(r.status, 200, "limit={ok}: {r:?}");
+    }
+    for bad in ["0", "501", "-1", "abc", "", "1.5", "99999999999999999999"] {
+        s.get_auth(&format!("/api/profile/referrals?limit={bad}"), &owner.token)
+            .await
+            .assert_error(400, Some("invalid_limit"));
+    }
+    for bad in ["abc", "!!!", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", ""] {
+        s.get_auth(
+            &format!("/api/profile/referrals?cursor={}", enc(bad)),
+            &owner.token,
+        )
+        .await
+        .assert_error(400, Some("invalid_cursor"));
+    }
+    // A user with no referrals.
+    let r = s.get_auth("/api/profile/referrals", &rest[0].token).await;
+    assert_eq!(r.body, json!({ "items": [], "next_cursor": null }));
+}
+
+/// The profile lists the first 100 referrals and counts them all; a default
+/// page holds 50.
+pub async fn profile_lists_first_100(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let owner = s.login(&phone(0)).await;
+    let users = s.login_many(1, 101).await;
+    referred(&s, &owner, &users).await;
+    let p = s.profile(&owner.token).await;
+    assert_eq!(p["referral_count"], 101);
+    let listed: Vec<&str> = p["referrals"]
+        .as_array()
+        .expect("referrals")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let want: Vec<&str> = users.iter().take(100).map(|u| u.phone.as_str()).collect();
+    assert_eq!(listed, want);
+    let r = s.get_auth("/api/profile/referrals", &owner.token).await;
+    assert_eq!(r.body["items"].as_array().map(Vec::len), Some(50));
+    assert!(r.body["next_cursor"].is_string());
+    let r = s
+        .get_auth("/api/profile/referrals?limit=500", &owner.token)
+        .await;
+    assert_eq!(r.body["items"].as_array().map(Vec::len), Some(101));
+    assert_eq!(r.body["next_cursor"], Value::Null);
+}
+
+// ---------------------------------------------------------------- dev outbox, health, docs
+
+/// The outbox answers the latest code, 404 when none; off: 404.
+pub async fn dev_outbox(ctx: Ctx) {
+    let s = ctx
+        .server(&[("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")])
+        .await;
+    s.get(&format!("/api/dev/sms?phone={}", enc(&phone(1))))
+        .await
+        .assert_error(404, Some("not_found"));
+    s.send_code(&phone(1)).await;
+    let latest = s.send_code(&phone(1)).await;
+    let r = s
+        .get(&format!("/api/dev/sms?phone={}", enc("+7 999 000 00 01")))
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["code"], latest);
+    assert_eq!(r.body["phone"], phone(1));
+
+    let off = ctx.server(&[("REFERRAL_DEV_OUTBOX", "0")]).await;
+    assert_eq!(off.request_code(&phone(1)).await.status, 202);
+    off.get(&format!("/api/dev/sms?phone={}", enc(&phone(1))))
+        .await
+        .assert_error(404, Some("not_found"));
+}
+
+/// `/api/openapi.json` is OpenAPI 3.1 with every route and its errors.
+pub async fn openapi_document(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let r = s.get("/api/openapi.json").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("application/json"))
+    );
+    let doc = &r.body;
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{doc}"
+    );
+    let routes: [(&str, &str, &[&str]); 7] = [
+        ("/api/auth/code", "post", &["202", "400", "429", "503"]),
+        ("/api/auth/verify", "post", &["200", "400", "401", "429"]),
+        ("/api/profile", "get", &["200", "401"]),
+        (
+            "/api/profile/invite",
+            "post",
+            &["200", "400", "401", "404", "409", "422", "429"],
+        ),
+        ("/api/profile/referrals", "get", &["200", "400", "401"]),
+        ("/api/dev/sms", "get", &["200", "404"]),
+        ("/health", "get", &["200", "503"]),
+    ];
+    for (path, method, statuses) in routes {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing");
+        for status in statuses {
+            assert!(
+                op["responses"][status].is_object(),
+                "{method} {path} lacks {status}"
+            );
+        }
+    }
+}
+
+/// `/` and `/docs` are served with everything they load, nothing from outside.
+pub async fn web_pages(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    for path in ["/", "/docs"] {
+        let r = s.get(path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.content_type
+                .as_deref()
+                .is_some_and(|c| c.starts_with("text/html")),
+            "{path}: {r:?}"
+        );
+        for outside in [
+            "src=\"http",
+            "href=\"http",
+            "src=\"//",
+            "src='http",
+            "//cdn",
+        ] {
+            assert!(!r.text.contains(outside), "{path} loads {outside}");
+        }
+        // Every script it loads is served by the server.
+        for part in r.text.split("<script").skip(1) {
+            let tag = part.split('>').next().unwrap_or_default();
+            if let Some(src) = tag.split("src=\"").nth(1).and_then(|x| x.split('"').next()) {
+                let script = s.get(src).await;
+                assert_eq!(script.status, 200, "{path} loads {src}");
+                assert!(!script.text.is_empty());
+            }
+        }
+    }
+    let page = s.get("/").await.text;
+    for hook in [
+        "name=\"phone\"",
+        "name=\"code\"",
+        "name=\"invite_code\"",
+        "id=\"invite-code\"",
+        "id=\"activated-invite-code\"",
+        "id=\"referrals\"",
+        "role=\"alert\"",
+        "id=\"dev-code\"",
+    ] {
+        assert!(page.contains(hook), "/ lacks {hook}");
+    }
+}
+
+// ---------------------------------------------------------------- conventions
+
+/// Content types, malformed JSON, missing and mistyped fields, body size,
+/// unknown routes and wrong methods: all with the JSON envelope.
+pub async fn json_conventions(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let post = |path: &str, content_type: Option<&str>, body: String| {
+        let mut b = s.client().post(s.url(path)).body(body);
+        if let Some(ct) = content_type {
+            b = b.header("content-type", ct);
+        }
+        b
+    };
+    let json_ct = Some("application/json");
+    // Wrong or missing content type: 415.
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        s.send(post(
+            "/api/auth/code",
+            ct,
+            json!({ "phone": phone(1) }).to_string(),
+        ))
+        .await
+        .assert_error(415, None);
+    }
+    // Malformed JSON, missing and mistyped fields, not an object: 400.
+    for body in [
+        "{",
+        "",
+        "not json",
+        "{}",
+        r#"{"phone": 79990000001}"#,
+        r#"{"phone": null}"#,
+        "[]",
+        r#""+79990000001""#,
+    ] {
+        s.send(post("/api/auth/code", json_ct, body.to_owned()))
+            .await
+            .assert_error(400, None);
+    }
+    s.send(post(
+        "/api/auth/verify",
+        json_ct,
+        json!({ "phone": phone(1) }).to_string(),
+    ))
+    .await
+    .assert_error(400, None);
+    s.send(post(
+        "/api/auth/verify",
+        json_ct,
+        json!({ "phone": phone(1), "code": 1234 }).to_string(),
+    ))
+    .await
+    .assert_error(400, None);
+    // Unknown fields are ignored; a charset parameter is fine.
+    let r = s
+        .send(post(
+            "/api/auth/code",
+            Some("application/json; charset=utf-8"),
+            json!({ "phone": phone(1), "extra": [1, 2, 3] }).to_string(),
+        ))
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    // Just under 16 KiB is fine; over it is 413.
+    let pad = "x".repeat(15 * 1024);
+    let r = s
+        .send(post(
+            "/api/auth/code",
+            json_ct,
+            json!({ "phone": phone(2), "pad": pad }).to_string(),
+        ))
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let pad = "x".repeat(17 * 1024);
+    s.send(post(
+        "/api/auth/code",
+        json_ct,
+        json!({ "phone": phone(3), "pad": pad }).to_string(),
+    ))
+    .await
+    .assert_error(413, None);
+    // The authenticated route too.
+    let user = s.login(&phone(4)).await;
+    s.send(
+        s.client()
+            .post(s.url("/api/profile/invite"))
+            .bearer_auth(&user.token)
+            .header("content-type", "text/plain")
+            .body("{\"invite_code\":\"AAAAAA\"}"),
+    )
+    .await
+    .assert_error(415, None);
+    s.send(
+        s.client()
+            .post(s.url("/api/profile/invite"))
+            .bearer_auth(&user.token)
+            .header("content-type", "application/json")
+            .body("{\"code\":\"AAAAAA\"}"),
+    )
+    .await
+    .assert_error(400, None);
+    // Unknown routes: 404 not_found.
+    for path in [
+        "/nope",
+        "/api",
+        "/api/nope",
+        "/api/auth/code/extra",
+        "/docs/nope.js",
+    ] {
+        s.get(path).await.assert_error(404, Some("not_found"));
+    }
+    s.send(post("/api/nope", json_ct, "{}".to_owned()))
+        .await
+        .assert_error(404, Some("not_found"));
+    // Wrong methods: 405.
+    let c = s.client();
+    for req in [
+        c.get(s.url("/api/auth/code")),
+        c.get(s.url("/api/auth/verify")),
+        c.delete(s.url("/api/profile")),
+        c.put(s.url("/api/profile/invite")),
+        c.post(s.url("/api/profile/referrals")),
+        c.post(s.url("/health")),
+        c.post(s.url("/api/openapi.json")),
+        c.delete(s.url("/api/dev/sms")),
+    ] {
+        s.send(req).await.assert_error(405, None);
+    }
+}
+
+// ---------------------------------------------------------------- races
+
+/// One phone, many concurrent code requests: exactly one is sent.
+pub async fn race_one_phone_many_codes(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let p1 = phone(1);
+    let answers = join_all((0..20).map(|_| s.request_code(&p1))).await;
+    let sent = answers.iter().filter(|r| r.status == 202).count();
+    assert_eq!(sent, 1, "{answers:?}");
+    for r in answers.iter().filter(|r| r.status != 202) {
+        r.assert_error(429, Some("too_many_requests"));
+    }
+}
+
+/// One code, many concurrent verifies: exactly one logs in.
+pub async fn race_one_code_many_verifies(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let code = s.send_code(&phone(1)).await;
+    let p1 = phone(1);
+    let answers = join_all((0..20).map(|_| s.verify(&p1, &code))).await;
+    let ok: Vec<_> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(ok.len(), 1, "{answers:?}");
+    assert_eq!(ok[0].body["new_user"], true);
+    for r in answers.iter().filter(|r| r.status != 200) {
+        r.assert_error(401, Some("otp_invalid"));
+    }
+}
+
+/// One user racing to activate many codes: exactly one wins.
+pub async fn race_one_user_many_codes(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let users = s.login_many(1, 11).await;
+    let (me, owners) = users.split_first().expect("users");
+    let answers = join_all(owners.iter().map(|o| s.activate(&me.token, &o.invite_code))).await;
+    let won: Vec<_> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for r in answers.iter().filter(|r| r.status != 200) {
+        r.assert_error(409, Some("invite_already_activated"));
+    }
+    let p = s.profile(&me.token).await;
+    assert_eq!(
+        p["activated_invite_code"],
+        won[0].body["activated_invite_code"]
+    );
+    let mut total = 0;
+    for o in owners {
+        total += s.profile(&o.token).await["referral_count"]
+            .as_u64()
+            .expect("count");
+    }
+    assert_eq!(total, 1);
+}
+
+/// Many users activating one code at once: all succeed, all counted.
+pub async fn race_many_users_one_code(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let owner = s.login(&phone(0)).await;
+    let users = s.login_many(1, 30).await;
+    let answers = join_all(
+        users
+            .iter()
+            .map(|u| s.activate(&u.token, &owner.invite_code)),
+    )
+    .await;
+    for r in &answers {
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let p = s.profile(&owner.token).await;
+    assert_eq!(p["referral_count"], 30);
+    let listed: HashSet<&str> = p["referrals"]
+        .as_array()
+        .expect("referrals")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(listed.len(), 30);
+}
+
+/// Mutual activations at once: one wins, the other is a cycle; a triangle
+/// never closes.
+pub async fn race_mutual_activations(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let users = s.login_many(1, 16).await;
+    for pair in users[..10].chunks(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let answers = join_all([
+            s.activate(&a.token, &b.invite_code),
+            s.activate(&b.token, &a.invite_code),
+        ])
+        .await;
+        let ok = answers.iter().filter(|r| r.status == 200).count();
+        assert_eq!(ok, 1, "{answers:?}");
+        for r in answers.iter().filter(|r| r.status != 200) {
+            r.assert_error(422, Some("referral_cycle"));
+        }
+    }
+    for t in users[10..].chunks(3) {
+        let answers = join_all([
+            s.activate(&t[0].token, &t[1].invite_code),
+            s.activate(&t[1].token, &t[2].invite_code),
+            s.activate(&t[2].token, &t[0].invite_code),
+        ])
+        .await;
+        let ok = answers.iter().filter(|r| r.status == 200).count();
+        assert!((1..=2).contains(&ok), "{answers:?}");
+        for r in answers.iter().filter(|r| r.status != 200) {
+            r.assert_error(422, Some("referral_cycle"));
+        }
+    }
+}
+
+/// 300 code requests at once with the default 1–2 s delay finish in about
+/// one delay, while `/health` stays fast.
+pub async fn concurrent_codes_do_not_block(ctx: Ctx) {
+    let s = ctx.server(&[("REFERRAL_SMS_DELAY_MS", "1000-2000")]).await;
+    // Warm up the connection pool path once.
+    assert_eq!(s.get("/health").await.status, 200);
+    let started = Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let client = s.client().clone();
+        let url = s.url("/health");
+        let done = std::sync::Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut times = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = Instant::now();
+                let r = client.get(&url).send().await.expect("health answers");
+                assert_eq!(r.status().as_u16(), 200);
+                times.push(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            times.sort();
+            times
+        })
+    };
+    let phones: Vec<String> = (0..300).map(phone).collect();
+    let answers = join_all(phones.iter().map(|p| s.request_code(p))).await;
+    let total = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let times = probe.await.expect("probe");
+    let probes = times.len();
+    let worst_health = times.last().copied().unwrap_or_default();
+    let median_health = times.get(probes / 2).copied().unwrap_or_default();
+    for r in &answers {
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    let slowest = answers.iter().map(|r| r.elapsed).max().unwrap_or_default();
+    eprintln!(
+        "300 concurrent code requests ({:?}): all in {total:?}, slowest {slowest:?}; \
+         /health median {median_health:?}, worst {worst_health:?} over {probes} probes",
+        ctx.backend()
+    );
+    assert!(
+        total >= Duration::from_millis(1000),
+        "the delay applies: {total:?}"
+    );
+    assert!(total < Duration::from_secs(5), "about one delay: {total:?}");
+    // The delay is a timer, not a blocked thread: /health answers in
+    // milliseconds while 300 requests wait (on PostgreSQL it may queue
+    // briefly for a pooled connection during the burst of inserts).
+    assert!(
+        median_health < Duration::from_millis(100),
+        "/health stays fast: median {median_health:?}"
+    );
+    assert!(
+        worst_health < Duration::from_millis(1000),
+        "/health stays fast: worst {worst_health:?}"
+    );
+    assert!(probes >= 5, "/health was probed throughout: {probes}");
+}
+
+// ---------------------------------------------------------------- PostgreSQL only
+
+/// Two processes on one database: a code sent by one verifies on the other;
+/// limits and the one-invite rule hold across both.
+pub async fn two_servers_share_one_store(ctx: Ctx) {
+    assert_eq!(ctx.backend(), Backend::Postgres);
+    let db = ctx.fresh_store().await.expect("a database");
+    let env = [("REFERRAL_OTP_MAX_ATTEMPTS", "3")];
+    let a = ctx.server_on(Some(&db), &env).await;
+    let b = ctx.server_on(Some(&db), &env).await;
+    // Sent by A, verified on B.
+    let code = a.send_code(&phone(1)).await;
+    let r = b.verify(&phone(1), &code).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["new_user"], true);
+    let u1 = r.body["access_token"].as_str().expect("token").to_owned();
+    // A's token works on B and the other way round.
+    let p = a.profile(&u1).await;
+    assert_eq!(p["phone"], phone(1));
+    // The cooldown holds across both.
+    assert_eq!(a.request_code(&phone(2)).await.status, 202);
+    b.request_code(&phone(2))
+        .await
+        .assert_error(429, Some("too_many_requests"));
+    // Wrong guesses count across both: the code burns after 3 in all.
+    let code = a.outbox_code(&phone(2)).await;
+    let wrong = wrong_code(&code);
+    a.verify(&phone(2), &wrong)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+    b.verify(&phone(2), &wrong)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+    a.verify(&phone(2), &wrong)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+    b.verify(&phone(2), &code)
+        .await
+        .assert_error(429, Some("too_many_requests"));
+    // One invite per user, whichever server each request hits.
+    let owners_a = a.login_many(10, 4).await;
+    let owners_b = b.login_many(20, 4).await;
+    let me = a.login(&phone(30)).await;
+    let mut requests = Vec::new();
+    for (oa, ob) in owners_a.iter().zip(&owners_b) {
+        requests.push(a.activate(&me.token, &ob.invite_code));
+        requests.push(b.activate(&me.token, &oa.invite_code));
+    }
+    let answers = join_all(requests).await;
+    assert_eq!(
+        answers.iter().filter(|r| r.status == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    // Mutual activations split across the servers: one wins.
+    let (x, y) = (&owners_a[0], &owners_b[0]);
+    let answers = join_all([
+        a.activate(&x.token, &y.invite_code),
+        b.activate(&y.token, &x.invite_code),
+    ])
+    .await;
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    assert!(ok <= 1, "{answers:?}");
+    for r in answers.iter().filter(|r| r.status != 200) {
+        assert!(
+            matches!(r.code(), "referral_cycle" | "invite_already_activated"),
+            "{r:?}"
+        );
+    }
+}
+
+/// A restart on the same database keeps users, codes, activations, limits
+/// and tokens (same `REFERRAL_JWT_SECRET`).
+pub async fn restart_keeps_state(ctx: Ctx) {
+    assert_eq!(ctx.backend(), Backend::Postgres);
+    let db = ctx.fresh_store().await.expect("a database");
+    let first = ctx.server_on(Some(&db), &[]).await;
+    let a = first.login(&phone(1)).await;
+    let b = first.login(&phone(2)).await;
+    assert_eq!(first.activate(&b.token, &a.invite_code).await.status, 200);
+    let pending = first.send_code(&phone(3)).await;
+    assert_eq!(first.terminate(Duration::from_secs(10)).await, Some(0));
+
+    let second = ctx.server_on(Some(&db), &[]).await;
+    // Tokens still work; the activation is there.
+    let p = second.profile(&a.token).await;
+    assert_eq!(p["referrals"], json!([b.phone]));
+    assert_eq!(p["invite_code"], a.invite_code);
+    let p = second.profile(&b.token).await;
+    assert_eq!(p["activated_invite_code"], a.invite_code);
+    // The code sent before the restart verifies after it.
+    let r = second.verify(&phone(3), &pending).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["new_user"], true);
+    // The cooldown of phone 1 survived too.
+    second
+        .request_code(&phone(1))
+        .await
+        .assert_error(429, Some("too_many_requests"));
+    // The users are the same users.
+    let p = second.profile(&b.token).await;
+    assert_eq!(p["id"], b.id);
+}
+
+/// With the database out of reach, routes answer 503 `unavailable` quickly
+/// and `/health` answers 503 `{"status": "unavailable"}`.
+pub async fn store_outage(ctx: Ctx) {
+    assert_eq!(ctx.backend(), Backend::Postgres);
+    let db = ctx.fresh_store().await.expect("a database");
+    let Some(proxy) = PgProxy::start(&db).await else {
+        eprintln!("skipping store_outage: DATABASE_URL does not name a TCP host");
+        return;
+    };
+    let s = ctx.server_on(Some(&proxy.url), &[]).await;
+    let user = s.login(&phone(1)).await;
+    assert_eq!(s.get("/health").await.status, 200);
+    proxy.cut();
+    let r = s.get("/health").await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.body, json!({ "status": "unavailable" }));
+    assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
+    for r in [
+        s.request_code(&phone(2)).await,
+        s.verify(&phone(2), "1234").await,
+        s.get_auth("/api/profile", &user.token).await,
+        s.activate(&user.token, "AAAAAA").await,
+        s.get_auth("/api/profile/referrals", &user.token).await,
+    ] {
+        r.assert_error(503, Some("unavailable"));
+        assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
+    }
+}

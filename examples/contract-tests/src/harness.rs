@@ -1,0 +1,610 @@
+//! Spawning a server binary, talking to it over HTTP, and fresh PostgreSQL
+//! databases.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sqlx::Connection as _;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The JWT secret every spawned server gets (unless a case sets another), so
+/// cases can forge tokens and two servers can share a store.
+pub const SECRET: &str = "contract-suite-secret-0123456789abcdef";
+
+/// How long a server may take to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which store the spawned servers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The in-memory store (no `DATABASE_URL`).
+    Memory,
+    /// PostgreSQL: each server gets a fresh database on `DATABASE_URL`.
+    Postgres,
+}
+
+/// What a case runs against: a server binary and a backend.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    bin: String,
+    backend: Backend,
+    admin_url: Option<String>,
+}
+
+/// Runs one case: builds a runtime, resolves the backend (skipping, or under
+/// `CI` failing, when PostgreSQL is asked for without `DATABASE_URL`) and
+/// drives the case to its end.
+///
+/// # Panics
+/// When the case fails, or under `CI` without `DATABASE_URL` for PostgreSQL.
+pub fn run<F, Fut>(bin: &str, backend: Backend, name: &str, case: F)
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let admin_url = match backend {
+        Backend::Memory => None,
+        Backend::Postgres => match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "DATABASE_URL is not set: the PostgreSQL contract cases cannot run under CI \
+                     without it (scripts/test.sh starts a throwaway PostgreSQL)"
+                );
+                eprintln!("skipping {name} on PostgreSQL: DATABASE_URL is not set");
+                return;
+            }
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let ctx = Ctx {
+        bin: bin.to_owned(),
+        backend,
+        admin_url,
+    };
+    runtime.block_on(case(ctx));
+}
+
+static NEXT_DB: AtomicU64 = AtomicU64::new(0);
+
+impl Ctx {
+    /// The backend in use.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A fresh store location: for PostgreSQL, the URL of a new empty
+    /// database; for memory, `None` (every server has its own store).
+    pub async fn fresh_store(&self) -> Option<String> {
+        let admin = self.admin_url.as_deref()?;
+        let name = format!(
+            "contract_{}_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::UNIX_EPOCH
+                .elapsed()
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .expect("connect to DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE (the DATABASE_URL user needs CREATEDB)");
+        let _ = conn.close().await;
+        let mut url = url::Url::parse(admin).expect("DATABASE_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        Some(url.to_string())
+    }
+
+    /// Drops a database made by [`Ctx::fresh_store`], closing its connections.
+    pub async fn drop_store(&self, store_url: &str) {
+        let Some(admin) = self.admin_url.as_deref() else {
+            return;
+        };
+        let url = url::Url::parse(store_url).expect("a URL");
+        let name = url.path().trim_start_matches('/').to_owned();
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .expect("connect to DATABASE_URL");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .expect("DROP DATABASE");
+        let _ = conn.close().await;
+    }
+
+    /// A server on its own fresh store, with the suite's defaults
+    /// (`REFERRAL_SMS_DELAY_MS=0`, the suite's JWT secret) and `env` on top.
+    pub async fn server(&self, env: &[(&str, &str)]) -> Server {
+        let store = self.fresh_store().await;
+        self.server_on(store.as_deref(), env).await
+    }
+
+    /// A server on the given store (`None`: memory).
+    pub async fn server_on(&self, store: Option<&str>, env: &[(&str, &str)]) -> Server {
+        Server::spawn(&self.bin, store, env).await
+    }
+}
+
+/// A running server process, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// Spawns `bin` on 127.0.0.1 port 0 and waits for its `listening on` line.
+    ///
+    /// # Panics
+    /// When the server does not start.
+    pub async fn spawn(bin: &str, store: Option<&str>, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(bin);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("REFERRAL_") || key == "DATABASE_URL" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("REFERRAL_LISTEN", "127.0.0.1:0")
+            .env("REFERRAL_SMS_DELAY_MS", "0")
+            .env("REFERRAL_JWT_SECRET", SECRET)
+            .env(
+                "RUST_LOG",
+                std::env::var("CONTRACT_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            );
+        if let Some(url) = store {
+            cmd.env("DATABASE_URL", url);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("CONTRACT_SERVER_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{bin} printed no line within {START_TIMEOUT:?}"))
+            .expect("read the server's stdout")
+            .unwrap_or_else(|| panic!("{bin} exited before listening: {:?}", child.try_wait()));
+        let base = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .trim()
+            .to_owned();
+        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        assert!(!base.ends_with(":0"), "the real port is printed: {base}");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client");
+        Self {
+            child,
+            base,
+            client,
+        }
+    }
+
+    /// The HTTP client bound to this server.
+    #[must_use]
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits (at most `within`) for the exit; the exit code.
+    ///
+    /// # Panics
+    /// When the process does not exit in time.
+    pub async fn terminate(mut self, within: Duration) -> Option<i32> {
+        let pid = self.pid().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+        let exit = tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the server did not exit within {within:?} of SIGTERM"))
+            .expect("wait for the server");
+        exit.code()
+    }
+
+    /// A full URL for `path`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let started = Instant::now();
+        let res = req.send().await.expect("the server answers");
+        Resp::read(res, started.elapsed()).await
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    /// `GET path` with a bearer token.
+    pub async fn get_auth(&self, path: &str, token: &str) -> Resp {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// `POST path` with a JSON body and a bearer token.
+    pub async fn post_auth(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
+    }
+
+    /// `POST /api/auth/code`.
+    pub async fn request_code(&self, phone: &str) -> Resp {
+        self.post("/api/auth/code", &json!({ "phone": phone }))
+            .await
+    }
+
+    /// `POST /api/auth/verify`.
+    pub async fn verify(&self, phone: &str, code: &str) -> Resp {
+        self.post("/api/auth/verify", &json!({ "phone": phone, "code": code }))
+            .await
+    }
+
+    /// The latest code in this server's outbox for `phone`.
+    ///
+    /// # Panics
+    /// When there is none.
+    pub async fn outbox_code(&self, phone: &str) -> String {
+        let r = self
+            .get(&format!("/api/dev/sms?phone={}", enc(phone)))
+            .await;
+        assert_eq!(r.status, 200, "outbox for {phone}: {r:?}");
+        r.body["code"].as_str().expect("code").to_owned()
+    }
+
+    /// Sends a code and returns it (from the outbox).
+    pub async fn send_code(&self, phone: &str) -> String {
+        let r = self.request_code(phone).await;
+        assert_eq!(r.status, 202, "request code for {phone}: {r:?}");
+        self.outbox_code(phone).await
+    }
+
+    /// Logs `phone` in; its token and profile.
+    pub async fn login(&self, phone: &str) -> User {
+        let code = self.send_code(phone).await;
+        let r = self.verify(phone, &code).await;
+        assert_eq!(r.status, 200, "verify {phone}: {r:?}");
+        User::from_login(&r.body)
+    }
+
+    /// Logs in `n` users (phones `phone(first..first+n)`), a few at a time.
+    pub async fn login_many(&self, first: u32, n: u32) -> Vec<User> {
+        let mut users = Vec::with_capacity(n as usize);
+        let phones: Vec<String> = (first..first + n).map(phone).collect();
+        for chunk in phones.chunks(16) {
+            let logins = chunk.iter().map(|p| self.login(p));
+            users.extend(join_all(logins).await);
+        }
+        users
+    }
+
+    /// `POST /api/profile/invite`.
+    pub async fn activate(&self, token: &str, code: &str) -> Resp {
+        self.post_auth(
+            "/api/profile/invite",
+            token,
+            &json!({ "invite_code": code }),
+        )
+        .await
+    }
+
+    /// `GET /api/profile`, asserting 200.
+    pub async fn profile(&self, token: &str) -> Value {
+        let r = self.get_auth("/api/profile", token).await;
+        assert_eq!(r.status, 200, "profile: {r:?}");
+        r.body
+    }
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The access token.
+    pub token: String,
+    /// The id.
+    pub id: String,
+    /// The phone, E.164.
+    pub phone: String,
+    /// The user's own invite code.
+    pub invite_code: String,
+}
+
+impl User {
+    fn from_login(body: &Value) -> Self {
+        let s = |v: &Value| v.as_str().expect("a string").to_owned();
+        Self {
+            token: s(&body["access_token"]),
+            id: s(&body["profile"]["id"]),
+            phone: s(&body["profile"]["phone"]),
+            invite_code: s(&body["profile"]["invite_code"]),
+        }
+    }
+}
+
+/// An answer, read whole.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// The `Retry-After`, if any.
+    pub retry_after: Option<String>,
+    /// The `Allow` header, if any.
+    pub allow: Option<String>,
+    /// The body as JSON (`Null` if it is not JSON).
+    pub body: Value,
+    /// The body as text.
+    pub text: String,
+    /// How long the answer took.
+    pub elapsed: Duration,
+}
+
+impl Resp {
+    async fn read(res: reqwest::Response, elapsed: Duration) -> Self {
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let status = res.status().as_u16();
+        let content_type = header("content-type");
+        let retry_after = header("retry-after");
+        let allow = header("allow");
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            content_type,
+            retry_after,
+            allow,
+            body,
+            text,
+            elapsed,
+        }
+    }
+
+    /// Asserts an error answer: this status, the JSON envelope, this code
+    /// (`None`: any `snake_case` code), and on 429 a whole-seconds
+    /// `Retry-After`. Returns the `Retry-After` seconds, if any.
+    ///
+    /// # Panics
+    /// When the answer is not that error.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: Option<&str>) -> Option<u64> {
+        assert_eq!(self.status, status, "{self:?}");
+        assert!(
+            self.content_type
+                .as_deref()
+                .is_some_and(|c| c.starts_with("application/json")),
+            "error answers are JSON: {self:?}"
+        );
+        let got = self.body["error"]["code"].as_str().unwrap_or_else(|| {
+            panic!("no error.code in {self:?}");
+        });
+        assert!(
+            !got.is_empty()
+                && got
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "snake_case code: {got:?}"
+        );
+        let message = self.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "a message: {self:?}");
+        if let Some(code) = code {
+            assert_eq!(got, code, "{self:?}");
+        }
+        let retry = self.retry_after.as_deref().map(|v| {
+            v.parse::<u64>()
+                .unwrap_or_else(|_| panic!("Retry-After in whole seconds: {v:?}"))
+        });
+        if status == 429 {
+            let secs = retry.unwrap_or_else(|| panic!("429 without Retry-After: {self:?}"));
+            assert!(secs >= 1, "Retry-After of at least 1 s: {self:?}");
+        }
+        retry
+    }
+
+    /// The error code.
+    #[must_use]
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// The `i`-th test phone, E.164.
+#[must_use]
+pub fn phone(i: u32) -> String {
+    format!("+7999{i:07}")
+}
+
+/// Percent-encodes a query value.
+#[must_use]
+pub fn enc(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// Every future, run concurrently on the runtime, in order.
+pub async fn join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future,
+{
+    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut pending: Vec<_> = futures.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(out) => {
+                outputs[*i] = Some(out);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("ready")).collect()
+}
+
+/// A different code of the same length.
+#[must_use]
+pub fn wrong_code(code: &str) -> String {
+    code.chars()
+        .map(|c| match c {
+            '9' => '0',
+            c => char::from(u8::try_from(u32::from(c) + 1).unwrap_or(b'0')),
+        })
+        .collect()
+}
+
+/// An HS256 JWT signed with `secret`, with this header algorithm and claims
+/// (for forged, expired and foreign tokens).
+#[must_use]
+pub fn jwt(secret: &[u8], alg: &str, claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(json!({ "alg": alg, "typ": "JWT" }).to_string());
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signing_input = format!("{header}.{payload}");
+    if alg == "none" {
+        return format!("{signing_input}.");
+    }
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+    mac.update(signing_input.as_bytes());
+    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signing_input}.{sig}")
+}
+
+/// Seconds since the Unix epoch.
+#[must_use]
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A TCP proxy in front of PostgreSQL, to take the store away from a running
+/// server: [`PgProxy::cut`] drops every connection and refuses new ones.
+#[derive(Debug)]
+pub struct PgProxy {
+    /// The database URL through the proxy.
+    pub url: String,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PgProxy {
+    /// A proxy to the server of `store_url`, or `None` when that URL does not
+    /// name a TCP host.
+    pub async fn start(store_url: &str) -> Option<Self> {
+        let mut url = url::Url::parse(store_url).ok()?;
+        let host = url.host_str().filter(|h| !h.is_empty())?.to_owned();
+        if url.query_pairs().any(|(k, _)| k == "host") {
+            return None;
+        }
+        let upstream = format!("{host}:{}", url.port().unwrap_or(5432));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+        let port = listener.local_addr().ok()?.port();
+        url.set_host(Some("127.0.0.1")).ok()?;
+        url.set_port(Some(port)).ok()?;
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        let flag = std::sync::Arc::clone(&down);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if flag.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Some(Self {
+            url: url.to_string(),
+            down,
+            cut,
+            task,
+        })
+    }
+
+    /// Drops every proxied connection and refuses new ones.
+    pub fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        let _ = self.cut.send(true);
+    }
+}
+
+impl Drop for PgProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}
