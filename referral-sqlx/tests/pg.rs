@@ -550,3 +550,126 @@ async fn sessions_run_read_committed_and_other_levels_are_refused() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_reader_misses_nothing_while_writers_race() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    const WRITERS: u64 = 8;
+    const PER_WRITER: u64 = 40;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The reader polls with the last id it saw, as a consumer would.
+    let reader = {
+        let store = b.clone();
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut last = None;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let batch = store.events_after(last, 7).await.unwrap();
+                if let Some(e) = batch.last() {
+                    last = Some(e.id);
+                }
+                let empty = batch.is_empty();
+                seen.extend(batch.into_iter().map(|e| e.id));
+                if finished && empty {
+                    return seen;
+                }
+            }
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let rng = SeededRandom::new(100 + w);
+                let mut users = Vec::new();
+                for i in 0..PER_WRITER {
+                    users.push(register(&store, &rng, w * 1000 + i).await);
+                }
+                // Half of them activate the first one's code: more events.
+                for u in users.iter().skip(1).step_by(2) {
+                    let outcome = store
+                        .activate_invite(
+                            u.id,
+                            &users[0].invite_code,
+                            &InvitePolicy::default(),
+                            t0(),
+                        )
+                        .await
+                        .unwrap();
+                    assert!(matches!(outcome, ActivationOutcome::Activated { .. }));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let all: Vec<_> = a
+        .events_after(None, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        all.len() as u64,
+        WRITERS * (PER_WRITER + PER_WRITER / 2),
+        "every change has its event"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ids only grow");
+    assert_eq!(seen, all, "the polling reader saw every event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_become_visible_in_id_order_even_when_a_writer_is_slow() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let rng = SeededRandom::new(6);
+    // A slow writer: registers inside a transaction it keeps open, so its
+    // event's id is drawn but not committed.
+    let mut slow = a.pool().begin().await.unwrap();
+    let slow_id = UserId::generate(&rng);
+    let outcome: String =
+        sqlx::query_scalar("SELECT outcome FROM referral_register($1, $2, $3, $4)")
+            .bind(phone(1).to_string())
+            .bind(slow_id.as_uuid())
+            .bind(t0())
+            .bind(vec![InviteCode::generate(&rng).as_str().to_owned()])
+            .fetch_one(&mut *slow)
+            .await
+            .unwrap();
+    assert_eq!(outcome, "created");
+    // A fast writer on another pool: it waits for the slow one's commit
+    // rather than committing a later id first.
+    let fast = {
+        let b = b.clone();
+        tokio::spawn(async move { register(&b, &SeededRandom::new(7), 2).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        b.events_after(None, 10).await.unwrap().is_empty(),
+        "no id may be visible yet"
+    );
+    assert!(!fast.is_finished(), "the second writer waits for the first");
+    slow.commit().await.unwrap();
+    let fast_user = fast.await.unwrap();
+    let events = b.events_after(None, 10).await.unwrap();
+    let users: Vec<UserId> = events
+        .iter()
+        .map(|e| match &e.kind {
+            referral_core::EventKind::UserRegistered { user, .. } => *user,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(users, vec![slow_id, fast_user.id]);
+    assert!(events[0].id < events[1].id);
+}
