@@ -146,7 +146,7 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$tmp'
-max_connections = 300
+max_connections = 500
 shared_buffers = 128MB
 fsync = off
 synchronous_commit = off

@@ -28,7 +28,7 @@
 //! [`PgStore::connect`] and [`PgStore::connect_with`] build the pool
 //! *lazily*: they check the options but open no connection, so a server can
 //! start while the database is down. Every operation then answers
-//! [`StoreError::Unavailable`](referral_core::StoreError::Unavailable) until
+//! [`StoreError::Unavailable`] until
 //! the database is back, and works again without rebuilding the store (the
 //! pool tests each connection before handing it out). Call
 //! [`health`](referral_core::store::ReferralStore::health) or

@@ -673,3 +673,55 @@ async fn events_become_visible_in_id_order_even_when_a_writer_is_slow() {
     assert_eq!(users, vec![slow_id, fast_user.id]);
     assert!(events[0].id < events[1].id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_stuck_behind_a_lock_times_out_as_unavailable() {
+    let _gate = SERVER.read().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    let store = PgStore::connect_with(
+        common::test_options(connect).statement_timeout(Some(Duration::from_millis(300))),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let rng = SeededRandom::new(8);
+    let (alice, bob) = (
+        register(&store, &rng, 1).await,
+        register(&store, &rng, 2).await,
+    );
+    // Someone holds the writer lock (a stuck transaction).
+    let mut stuck = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT referral_lock_writer()")
+        .execute(&mut *stuck)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = store
+        .activate_invite(bob.id, &alice.invite_code, &InvitePolicy::default(), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    stuck.rollback().await.unwrap();
+    // Nothing was half-done: the activation goes through now.
+    let outcome = store
+        .activate_invite(bob.id, &alice.invite_code, &InvitePolicy::default(), t0())
+        .await
+        .unwrap();
+    assert_eq!(outcome, ActivationOutcome::Activated { referrer: alice.id });
+    assert_eq!(
+        store
+            .profile(alice.id, 10)
+            .await
+            .unwrap()
+            .unwrap()
+            .referral_count,
+        1
+    );
+}

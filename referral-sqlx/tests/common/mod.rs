@@ -91,7 +91,7 @@ pub async fn create_database() -> Option<PgConnectOptions> {
 /// Store options for tests: room for the kit's races.
 pub fn test_options(connect: PgConnectOptions) -> PgStoreOptions {
     PgStoreOptions::from_connect_options(connect)
-        .max_connections(24)
+        .max_connections(16)
         .acquire_timeout(Duration::from_secs(30))
         .statement_timeout(Some(Duration::from_secs(30)))
 }
