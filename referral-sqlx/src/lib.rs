@@ -136,6 +136,51 @@ impl PgStore {
         &self.pool
     }
 
+    /// Deletes what no rule can use any more at `now`: expired login codes,
+    /// charged sends older than the send window and the cooldown, wrong
+    /// guesses older than the failure window, and unknown invite codes
+    /// older than the invite failure window. Returns how many rows went.
+    ///
+    /// Every operation already prunes the rows of the phone or user it
+    /// touches; this catches phones and users never seen again. Run it now
+    /// and then (say hourly, from one process) in a long-running deployment.
+    /// Safe to run while serving: it only deletes rows no answer depends on
+    /// (a deleted expired code answers "no code" instead of "expired").
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn purge(
+        &self,
+        otp: &referral_core::OtpPolicy,
+        invite: &referral_core::store::InvitePolicy,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let deleted: i64 = sqlx::query_scalar(
+            "WITH codes AS (
+                 DELETE FROM referral_otp_codes WHERE expires_at <= $1 RETURNING 1),
+             sends AS (
+                 DELETE FROM referral_otp_sends
+                  WHERE sent_at <= $1 - greatest($2, $3) * interval '1 microsecond' RETURNING 1),
+             failures AS (
+                 DELETE FROM referral_otp_failures
+                  WHERE at <= $1 - $4 * interval '1 microsecond' RETURNING 1),
+             invites AS (
+                 DELETE FROM referral_invite_failures
+                  WHERE at <= $1 - $5 * interval '1 microsecond' RETURNING 1)
+             SELECT (SELECT count(*) FROM codes) + (SELECT count(*) FROM sends)
+                  + (SELECT count(*) FROM failures) + (SELECT count(*) FROM invites)",
+        )
+        .bind(now)
+        .bind(micros(otp.send_window))
+        .bind(micros(otp.resend_cooldown))
+        .bind(micros(otp.failure_window))
+        .bind(micros(invite.failure_window))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(error::map)?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -725,3 +725,82 @@ async fn a_call_stuck_behind_a_lock_times_out_as_unavailable() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_forgets_only_what_no_rule_needs() {
+    let _gate = SERVER.read().await;
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    let key = OtpKey::from_bytes(&[1u8; 32]).unwrap();
+    let code = OtpCode::parse("1111", OtpLength::default()).unwrap();
+    let wrong = OtpCode::parse("2222", OtpLength::default()).unwrap();
+    let policy = OtpPolicy::default();
+    let rng = SeededRandom::new(9);
+    let issue = |p: PhoneNumber, at: DateTime<Utc>| {
+        let id = ChallengeId::generate(&rng);
+        (
+            p,
+            NewChallenge {
+                id,
+                hash: key.hash(&p, id, &code),
+                issued_at: at,
+                expires_at: at + TimeDelta::minutes(5),
+            },
+        )
+    };
+    // An old phone: a code, a send and a wrong guess, two days ago.
+    let old = t0() - TimeDelta::days(2);
+    let (p_old, c_old) = issue(phone(1), old);
+    let _ = store.issue_otp(&p_old, &c_old, &policy, old).await.unwrap();
+    let _ = store
+        .verify_otp(&p_old, &OtpGuess::new(&key, &p_old, &wrong), &policy, old)
+        .await
+        .unwrap();
+    // A fresh phone: a live code, just sent.
+    let (p_new, c_new) = issue(phone(2), t0());
+    let _ = store
+        .issue_otp(&p_new, &c_new, &policy, t0())
+        .await
+        .unwrap();
+    let user = register(&store, &rng, 3).await;
+    let unknown = InviteCode::generate(&rng);
+    let _ = store
+        .activate_invite(user.id, &unknown, &InvitePolicy::default(), old)
+        .await
+        .unwrap();
+
+    let deleted = store
+        .purge(&policy, &InvitePolicy::default(), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted, 4,
+        "old code, send, wrong guess and unknown invite code"
+    );
+    assert_eq!(
+        store
+            .purge(&policy, &InvitePolicy::default(), t0())
+            .await
+            .unwrap(),
+        0
+    );
+    // The fresh phone is untouched: its code verifies, its cooldown holds.
+    let outcome = store
+        .verify_otp(&p_new, &OtpGuess::new(&key, &p_new, &code), &policy, t0())
+        .await
+        .unwrap();
+    assert_eq!(outcome, VerifyOutcome::Verified);
+    let (_, again) = issue(p_new, t0());
+    let outcome = store
+        .issue_otp(&p_new, &again, &policy, t0())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, IssueOutcome::Cooldown { .. }),
+        "{outcome:?}"
+    );
+    // Ids past anything PostgreSQL can hold read as "nothing yet".
+    let far = referral_core::EventId(u64::MAX);
+    assert!(store.events_after(Some(far), 10).await.unwrap().is_empty());
+}
