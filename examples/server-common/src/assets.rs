@@ -77,10 +77,7 @@ pub fn docs_page() -> Asset {
 pub fn docs_asset(file: &str) -> Option<Asset> {
     let (content_type, body): (&'static str, &'static [u8]) =
         match file.strip_prefix('/').unwrap_or(file) {
-            "redoc.standalone.js" => (
-                JAVASCRIPT,
-                include_bytes!("../assets/redoc.standalone.js"),
-            ),
+            "redoc.standalone.js" => (JAVASCRIPT, include_bytes!("../assets/redoc.standalone.js")),
             "redoc.standalone.js.LICENSE.txt" => (
                 TEXT,
                 include_bytes!("../assets/redoc.standalone.js.LICENSE.txt"),
@@ -120,7 +117,13 @@ mod tests {
 
     #[test]
     fn unknown_docs_files_are_none() {
-        for name in ["", "..", "../index.html", "redoc.standalone.js.map", "REDOC.STANDALONE.JS"] {
+        for name in [
+            "",
+            "..",
+            "../index.html",
+            "redoc.standalone.js.map",
+            "REDOC.STANDALONE.JS",
+        ] {
             assert!(docs_asset(name).is_none(), "{name}");
         }
         assert!(docs_asset("redoc.standalone.js.LICENSE.txt").is_some());

@@ -1,0 +1,536 @@
+//! What a person does on the pages, step by step, through the hooks of API.md.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
+use fantoccini::{Client, Locator};
+use serde_json::{Value, json};
+
+/// How long one step may take to show its result.
+const STEP: Duration = Duration::from_secs(20);
+/// How often a step's result is looked for.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The first person, typed as people write numbers (the page shows E.164).
+const ALICE_TYPED: &str = "+7 (999) 555-01-01";
+const ALICE: &str = "+79995550101";
+/// The second person.
+const BOB: &str = "+79995550102";
+
+/// Checks, in the page, that every hook of API.md's "Web pages" is there and shaped as
+/// it says; returns the list of what is wrong.
+const HOOKS_SCRIPT: &str = r#"
+const problems = [];
+const forms = [];
+for (const name of ["phone", "code", "invite_code"]) {
+  const inputs = document.querySelectorAll(`input[name="${name}"]`);
+  if (inputs.length !== 1) { problems.push(`${inputs.length} inputs named ${name}`); continue; }
+  const form = inputs[0].form;
+  if (!form) { problems.push(`input ${name} is in no <form>`); continue; }
+  if (forms.includes(form)) { problems.push(`input ${name} shares its <form>`); }
+  forms.push(form);
+  const submit = form.querySelector('button:not([type]), button[type="submit"], input[type="submit"]');
+  if (!submit) { problems.push(`the form of ${name} has no submit button`); }
+}
+for (const id of ["invite-code", "activated-invite-code", "referrals", "dev-code"]) {
+  if (!document.getElementById(id)) { problems.push(`no element with id ${id}`); }
+}
+const list = document.getElementById("referrals");
+if (list && !["UL", "OL"].includes(list.tagName)) { problems.push(`#referrals is a <${list.tagName}>, not a list`); }
+if (document.querySelectorAll('[role="alert"]').length !== 1) { problems.push('not exactly one element with role="alert"'); }
+return problems;
+"#;
+
+/// Lists the resources the page loaded from another origin (there must be none).
+const FOREIGN_RESOURCES_SCRIPT: &str = r#"
+return performance.getEntriesByType("resource")
+  .map(e => e.name)
+  .filter(n => !n.startsWith(location.origin + "/") && !n.startsWith("blob:") && !n.startsWith("data:"));
+"#;
+
+/// Sends one API request from the page (same origin) and answers `{status, body}`.
+const FETCH_SCRIPT: &str = r#"
+const [method, path, body] = arguments;
+const init = { method, headers: { "Content-Type": "application/json" } };
+if (body !== null) { init.body = JSON.stringify(body); }
+return fetch(path, init).then(async r => ({ status: r.status, body: await r.json() }));
+"#;
+
+/// Two people log in, one activates the other's code, the referral appears, errors show.
+pub(crate) async fn login_invite_referral_and_errors(client: &Client, base: &str) {
+    let page = Page { client, base };
+    page.open("/").await;
+    page.assert_hooks().await;
+    page.assert_phone_size().await;
+    page.assert_only_form("phone").await;
+    assert!(
+        !page.displayed("#invite-code").await,
+        "signed out, the page must not show a profile"
+    );
+    page.snapshot("1-signed-out").await;
+
+    // A wrong phone: the server's message shows in the alert.
+    let expected = page
+        .api("POST", "/api/auth/code", json!({"phone": "12"}))
+        .await;
+    let message = error_message(&expected);
+    page.fill("phone", "12").await;
+    page.submit("phone").await;
+    let shown = page.wait_alert().await;
+    assert!(
+        shown.contains(&message),
+        "the alert shows {shown:?}, not the server's message {message:?}"
+    );
+    page.assert_only_form("phone").await;
+    page.snapshot("2-bad-phone").await;
+
+    // Alice logs in and gets her invite code.
+    let alice_code = page.log_in(ALICE_TYPED, ALICE).await;
+
+    // Her own code: an error, nothing activated.
+    page.fill("invite_code", &alice_code).await;
+    page.submit("invite_code").await;
+    page.wait_alert().await;
+    assert_eq!(page.text("#activated-invite-code").await, "");
+    assert!(page.form_displayed("invite_code").await);
+    page.snapshot("4-own-code").await;
+    let alice_window = client.window().await.expect("the current window");
+
+    // Bob, in another window (its own session storage), logs in.
+    let bob_window = client.new_window(false).await.expect("a new window").handle;
+    client
+        .switch_to_window(bob_window.clone())
+        .await
+        .expect("switch to Bob's window");
+    page.open("/").await;
+    page.assert_only_form("phone").await;
+    let bob_code = page.log_in(BOB, BOB).await;
+    assert_ne!(bob_code, alice_code, "two users got the same invite code");
+
+    // An unknown code: an error, nothing activated.
+    let unknown = if alice_code == "ZZZZ99" {
+        "ZZZZ98"
+    } else {
+        "ZZZZ99"
+    };
+    page.fill("invite_code", unknown).await;
+    page.submit("invite_code").await;
+    page.wait_alert().await;
+    assert_eq!(page.text("#activated-invite-code").await, "");
+
+    // Alice's code, typed loosely: activated, and the error is gone.
+    page.fill("invite_code", &format!("  {}  ", alice_code.to_lowercase()))
+        .await;
+    page.submit("invite_code").await;
+    page.wait_text("#activated-invite-code", &alice_code).await;
+    assert_eq!(
+        page.alert().await,
+        "",
+        "an old error still shows after a success"
+    );
+    assert!(
+        !page.form_displayed("invite_code").await,
+        "once a code is activated the invite form has no use and must be hidden"
+    );
+    assert_eq!(page.referrals().await, Vec::<String>::new());
+    page.snapshot("5-activated").await;
+
+    // Alice sees Bob among her referrals (after reloading: her session is kept).
+    client
+        .switch_to_window(alice_window)
+        .await
+        .expect("switch to Alice's window");
+    client.refresh().await.expect("reload the page");
+    page.wait_text("#invite-code", &alice_code).await;
+    page.wait_for("Bob in Alice's #referrals", async || {
+        Ok((page.referrals().await == [BOB]).then_some(()))
+    })
+    .await;
+    assert_eq!(page.text("#activated-invite-code").await, "");
+    page.snapshot("6-referral").await;
+
+    // Logging out returns to the phone form, and stays so after a reload.
+    let log_out = client
+        .find(Locator::XPath("//button[normalize-space()='Log out']"))
+        .await
+        .expect("a 'Log out' button");
+    log_out.click().await.expect("click 'Log out'");
+    page.wait_for("the phone form after logging out", async || {
+        Ok(page.form_displayed("phone").await.then_some(()))
+    })
+    .await;
+    page.assert_only_form("phone").await;
+    assert!(!page.displayed("#invite-code").await);
+    client.refresh().await.expect("reload the page");
+    page.assert_only_form("phone").await;
+
+    page.assert_same_origin().await;
+    client
+        .switch_to_window(bob_window)
+        .await
+        .expect("switch to Bob's window");
+    page.assert_same_origin().await;
+}
+
+/// With the outbox off, the code form shows but `#dev-code` does not.
+pub(crate) async fn dev_code_hidden(client: &Client, base: &str) {
+    let page = Page { client, base };
+    page.open("/").await;
+    page.assert_hooks().await;
+    page.fill("phone", ALICE).await;
+    page.submit("phone").await;
+    page.wait_for("the code form", async || {
+        Ok(page.form_displayed("code").await.then_some(()))
+    })
+    .await;
+    // Wait until the page has asked the outbox (and got its 404) before looking.
+    page.wait_for("the page's request to /api/dev/sms", async || {
+        let asked = client
+            .execute(
+                "return performance.getEntriesByType('resource')\
+                 .some(e => e.name.includes('/api/dev/sms'));",
+                vec![],
+            )
+            .await?;
+        Ok((asked == json!(true)).then_some(()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !page.displayed("#dev-code").await,
+        "#dev-code shows although the outbox is off"
+    );
+    assert_eq!(page.alert().await, "", "a 404 from the outbox is no error");
+}
+
+/// `/docs` renders the document's routes with same-origin scripts only.
+pub(crate) async fn docs_page(client: &Client, base: &str) {
+    let page = Page { client, base };
+    page.open("/docs").await;
+    page.wait_for("the rendered API reference", async || {
+        let text = client
+            .execute("return document.body.innerText;", vec![])
+            .await?;
+        let text = text.as_str().unwrap_or_default();
+        Ok(
+            ["/api/auth/code", "/api/auth/verify", "/api/profile/invite"]
+                .iter()
+                .all(|route| text.contains(route))
+                .then_some(()),
+        )
+    })
+    .await;
+    let scripts = client
+        .execute(
+            "return [...document.scripts].map(s => s.src).filter(s => s);",
+            vec![],
+        )
+        .await
+        .expect("list the scripts");
+    assert!(
+        scripts.as_array().is_some_and(|s| !s.is_empty()
+            && s.iter().all(|src| src
+                .as_str()
+                .is_some_and(|src| src.starts_with(&format!("{base}/"))))),
+        "the docs page's scripts must come from the server itself: {scripts}"
+    );
+    page.assert_same_origin().await;
+    page.snapshot("7-docs").await;
+}
+
+/// The `error.message` of an API answer.
+fn error_message(answer: &Value) -> String {
+    answer["body"]["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {answer}"))
+        .to_owned()
+}
+
+/// The page in the current window of the session.
+#[derive(Debug, Clone, Copy)]
+struct Page<'a> {
+    client: &'a Client,
+    base: &'a str,
+}
+
+impl Page<'_> {
+    /// Saves a screenshot as `NAME.png` in `$REFERRAL_BROWSER_SCREENSHOTS`, when set (to
+    /// look at the pages as a person would).
+    async fn snapshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("REFERRAL_BROWSER_SCREENSHOTS") else {
+            return;
+        };
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
+    async fn open(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+    }
+
+    /// Polls `check` until it answers `Some`, failing after [`STEP`].
+    async fn wait_for<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, CmdError>>,
+    {
+        let started = Instant::now();
+        let mut last_error = None;
+        loop {
+            match check().await {
+                Ok(Some(value)) => return value,
+                Ok(None) => {}
+                Err(e) => last_error = Some(e),
+            }
+            if started.elapsed() > STEP {
+                let alert = self.alert().await;
+                panic!(
+                    "waited {STEP:?} for {what}; last WebDriver error: {last_error:?}; \
+                     the alert shows {alert:?}"
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn assert_hooks(&self) {
+        let problems = self
+            .client
+            .execute(HOOKS_SCRIPT, vec![])
+            .await
+            .expect("run the hooks check");
+        assert_eq!(
+            problems,
+            json!([]),
+            "the page lacks hooks of API.md's \"Web pages\""
+        );
+    }
+
+    /// At 390 CSS pixels wide, nothing overflows sideways.
+    async fn assert_phone_size(&self) {
+        let fits = self
+            .client
+            .execute(
+                "return [window.innerWidth, document.documentElement.scrollWidth];",
+                vec![],
+            )
+            .await
+            .expect("measure the page");
+        let (inner, scroll) = (fits[0].as_f64(), fits[1].as_f64());
+        assert!(
+            inner.is_some_and(|w| w <= 400.0),
+            "the window should be phone-sized: {fits}"
+        );
+        assert!(
+            scroll <= inner,
+            "the page is wider than a phone screen: {fits}"
+        );
+    }
+
+    async fn assert_same_origin(&self) {
+        let foreign = self
+            .client
+            .execute(FOREIGN_RESOURCES_SCRIPT, vec![])
+            .await
+            .expect("list the page's resources");
+        assert_eq!(
+            foreign,
+            json!([]),
+            "the page loaded resources from outside the server"
+        );
+    }
+
+    /// An API request from the page's origin, for the answers the page should show.
+    async fn api(&self, method: &str, path: &str, body: Value) -> Value {
+        self.client
+            .execute(FETCH_SCRIPT, vec![json!(method), json!(path), body])
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} from the page: {e}"))
+    }
+
+    async fn find_all(&self, css: &str) -> Vec<Element> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("find {css}: {e}"))
+    }
+
+    /// Whether any element matching `css` is shown.
+    async fn displayed(&self, css: &str) -> bool {
+        for element in self.find_all(css).await {
+            if element.is_displayed().await.unwrap_or(false) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The trimmed text of the one element matching `css` (empty when hidden).
+    async fn text(&self, css: &str) -> String {
+        let element = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("the page has no {css}: {e}"));
+        element
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("text of {css}: {e}"))
+            .trim()
+            .to_owned()
+    }
+
+    async fn wait_text(&self, css: &str, expected: &str) {
+        self.wait_for(&format!("{css} to show {expected:?}"), async || {
+            let element = self.client.find(Locator::Css(css)).await?;
+            let shown = element.is_displayed().await? && element.text().await?.trim() == expected;
+            Ok(shown.then_some(()))
+        })
+        .await;
+    }
+
+    /// The text of the `role="alert"` element.
+    async fn alert(&self) -> String {
+        match self.client.find(Locator::Css("[role=alert]")).await {
+            Ok(alert) => alert.text().await.unwrap_or_default().trim().to_owned(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Waits for the alert to show a message, and answers it.
+    async fn wait_alert(&self) -> String {
+        self.wait_for("an error in [role=alert]", async || {
+            let alert = self.client.find(Locator::Css("[role=alert]")).await?;
+            let text = alert.text().await?.trim().to_owned();
+            Ok((alert.is_displayed().await? && !text.is_empty()).then_some(text))
+        })
+        .await
+    }
+
+    /// The phones listed in `#referrals`.
+    async fn referrals(&self) -> Vec<String> {
+        let mut phones = Vec::new();
+        for item in self.find_all("#referrals li").await {
+            if item.is_displayed().await.unwrap_or(false) {
+                phones.push(item.text().await.unwrap_or_default().trim().to_owned());
+            }
+        }
+        phones
+    }
+
+    /// The form holding the input named `input`.
+    async fn form(&self, input: &str) -> Element {
+        self.client
+            .find(Locator::XPath(&format!(
+                "//form[.//input[@name='{input}']]"
+            )))
+            .await
+            .unwrap_or_else(|e| panic!("no <form> holds an input named {input}: {e}"))
+    }
+
+    async fn form_displayed(&self, input: &str) -> bool {
+        self.form(input).await.is_displayed().await.unwrap_or(false)
+    }
+
+    /// Only the form of `input` shows among the three forms.
+    async fn assert_only_form(&self, input: &str) {
+        for name in ["phone", "code", "invite_code"] {
+            let shown = self.form_displayed(name).await;
+            assert_eq!(
+                shown,
+                name == input,
+                "the form of {name} should {}be shown now",
+                if name == input { "" } else { "not " }
+            );
+        }
+    }
+
+    /// Types `value` into the (shown) input named `input`, replacing what was there.
+    async fn fill(&self, input: &str, value: &str) {
+        let field = self
+            .client
+            .find(Locator::Css(&format!("input[name='{input}']")))
+            .await
+            .unwrap_or_else(|e| panic!("no input named {input}: {e}"));
+        field
+            .clear()
+            .await
+            .unwrap_or_else(|e| panic!("clear {input}: {e}"));
+        field
+            .send_keys(value)
+            .await
+            .unwrap_or_else(|e| panic!("type into {input}: {e}"));
+    }
+
+    /// Clicks the submit button of the form holding `input`.
+    async fn submit(&self, input: &str) {
+        let button = self
+            .form(input)
+            .await
+            .find(Locator::Css(
+                "button:not([type]), button[type='submit'], input[type='submit']",
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("the form of {input} has no submit button: {e}"));
+        button
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click the submit button of {input}: {e}"));
+    }
+
+    /// Logs in through the page with the code shown in `#dev-code`; answers the invite
+    /// code the profile shows.
+    async fn log_in(&self, typed_phone: &str, phone: &str) -> String {
+        self.fill("phone", typed_phone).await;
+        self.submit("phone").await;
+        let code = self
+            .wait_for("the code sent, in #dev-code", async || {
+                let element = self.client.find(Locator::Css("#dev-code")).await?;
+                let text = element.text().await?.trim().to_owned();
+                let is_code =
+                    (4..=8).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+                Ok((element.is_displayed().await? && is_code).then_some(text))
+            })
+            .await;
+        self.snapshot("3-code-sent").await;
+        self.assert_only_form("code").await;
+        assert_eq!(
+            self.alert().await,
+            "",
+            "an error shows after sending a code"
+        );
+
+        self.fill("code", &code).await;
+        self.submit("code").await;
+        let invite_code = self
+            .wait_for("the profile's #invite-code", async || {
+                let element = self.client.find(Locator::Css("#invite-code")).await?;
+                let text = element.text().await?.trim().to_owned();
+                let is_code = text.len() == 6 && text.bytes().all(|b| b.is_ascii_alphanumeric());
+                Ok((element.is_displayed().await? && is_code).then_some(text))
+            })
+            .await;
+        self.assert_only_form("invite_code").await;
+        assert!(
+            !self.displayed("#dev-code").await,
+            "#dev-code still shows once logged in"
+        );
+        assert_eq!(self.alert().await, "", "an error shows after logging in");
+        let body = self
+            .client
+            .execute("return document.body.innerText;", vec![])
+            .await
+            .expect("read the page");
+        assert!(
+            body.as_str().is_some_and(|text| text.contains(phone)),
+            "the profile does not show the phone {phone}"
+        );
+        invite_code
+    }
+}

@@ -1,0 +1,122 @@
+//! Browser tests of the example servers' web page (`/`) and docs page (`/docs`).
+//!
+//! Each server package runs the same tests against its own binary through one macro, in a
+//! thin `tests/browser.rs`:
+//!
+//! ```ignore
+//! referral_browser_tests::browser_tests!(env!("CARGO_BIN_EXE_referral-server"));
+//! ```
+//!
+//! A test spawns the server binary (`REFERRAL_LISTEN=127.0.0.1:0`, no SMS delay, the
+//! in-memory store) and reads its `listening on http://ADDR` line, starts `chromedriver`
+//! on a free loopback port, and drives headless Chromium (a fresh profile, a phone-sized
+//! window) through the page as a person would: it types, clicks the forms' submit buttons
+//! and reads the hooks API.md lists ("Web pages"). A missing hook fails the test.
+//!
+//! Chromium and chromedriver come from Debian (`apt-get install chromium chromium-driver`:
+//! `/usr/bin/chromium`, `/usr/bin/chromedriver`); `REFERRAL_CHROMIUM` and
+//! `REFERRAL_CHROMEDRIVER` override the paths. When they are missing the tests are skipped
+//! with a message, except when the `CI` variable is set: then they fail.
+//!
+//! The tests of one binary take turns (one browser at a time), so they stay light on a
+//! small machine.
+
+use std::sync::Mutex;
+
+mod browser;
+mod flows;
+mod process;
+
+/// Expands to the browser tests, run against the server binary at `$server_binary`
+/// (usually `env!("CARGO_BIN_EXE_<name>")` inside the server's own package).
+#[macro_export]
+macro_rules! browser_tests {
+    ($server_binary:expr) => {
+        /// Two people log in through the page, one activates the other's code, the
+        /// referral appears, errors show in the alert, logging out works.
+        #[test]
+        fn web_page_login_invite_referral_and_errors() {
+            $crate::web_page_login_invite_referral_and_errors($server_binary);
+        }
+
+        /// With the outbox off the page does not show a development code.
+        #[test]
+        fn web_page_hides_dev_code_when_outbox_is_off() {
+            $crate::web_page_hides_dev_code_when_outbox_is_off($server_binary);
+        }
+
+        /// `/docs` renders `/api/openapi.json` with the script the server serves itself.
+        #[test]
+        fn docs_page_renders_the_openapi_document() {
+            $crate::docs_page_renders_the_openapi_document($server_binary);
+        }
+    };
+}
+
+/// One browser at a time per test binary.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `flow` with a fresh browser session, unless the browser is missing outside CI.
+fn with_browser<F>(test: &str, flow: F)
+where
+    F: AsyncFnOnce(&fantoccini::Client),
+{
+    let Some(paths) = browser::BrowserPaths::find(test) else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let session = browser::Session::start(&paths).await;
+        flow(session.client()).await;
+        session.close().await;
+    });
+}
+
+/// Two people log in through the page (reading `#dev-code`); the second activates the
+/// first's code; the first sees the referral in `#referrals`; errors (a bad phone, one's
+/// own code, an unknown code) show in `[role=alert]`; logging out returns to the phone form.
+///
+/// # Panics
+/// When the page or the server does not behave so, or when the browser is missing while
+/// `CI` is set.
+pub fn web_page_login_invite_referral_and_errors(server_binary: &str) {
+    with_browser(
+        "web_page_login_invite_referral_and_errors",
+        async |client| {
+            let server = process::Server::start(server_binary, true);
+            flows::login_invite_referral_and_errors(client, server.base_url()).await;
+        },
+    );
+}
+
+/// With `REFERRAL_DEV_OUTBOX=0`, sending a code shows the code form but no `#dev-code`.
+///
+/// # Panics
+/// When the page shows a development code anyway, or as
+/// [`web_page_login_invite_referral_and_errors`].
+pub fn web_page_hides_dev_code_when_outbox_is_off(server_binary: &str) {
+    with_browser(
+        "web_page_hides_dev_code_when_outbox_is_off",
+        async |client| {
+            let server = process::Server::start(server_binary, false);
+            flows::dev_code_hidden(client, server.base_url()).await;
+        },
+    );
+}
+
+/// `/docs` renders the routes of `/api/openapi.json`, loading only same-origin resources.
+///
+/// # Panics
+/// When the page does not render the document, or loads anything from another origin.
+pub fn docs_page_renders_the_openapi_document(server_binary: &str) {
+    with_browser("docs_page_renders_the_openapi_document", async |client| {
+        let server = process::Server::start(server_binary, true);
+        flows::docs_page(client, server.base_url()).await;
+    });
+}
