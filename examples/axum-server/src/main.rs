@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
     let api = match Api::start(&settings).await {
         Ok(api) => api,
         Err(error) => {
+            let error = referral_server_common::error::chain(&error);
             tracing::error!(%error, "could not start");
             return ExitCode::FAILURE;
         }

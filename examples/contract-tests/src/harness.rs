@@ -135,6 +135,38 @@ impl Ctx {
         self.server_on(store.as_deref(), env).await
     }
 
+    /// Starts the binary with `env` expecting it to refuse: asserts it exits
+    /// without printing a `listening on` line; its exit code.
+    ///
+    /// # Panics
+    /// When the server starts listening, or does not exit within 30 s.
+    pub async fn start_fails(&self, env: &[(&str, &str)]) -> Option<i32> {
+        let mut cmd = Command::new(&self.bin);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("REFERRAL_") || key == "DATABASE_URL" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("REFERRAL_LISTEN", "127.0.0.1:0")
+            .env("REFERRAL_JWT_SECRET", SECRET)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("the server with {env:?} did not exit"))
+            .expect("run the server");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !stdout.contains("listening on"),
+            "the server with {env:?} started: {stdout}"
+        );
+        out.status.code()
+    }
+
     /// A server on the given store (`None`: memory).
     pub async fn server_on(&self, store: Option<&str>, env: &[(&str, &str)]) -> Server {
         Server::spawn(&self.bin, store, env).await

@@ -33,7 +33,7 @@ macro_rules! contract_tests {
     ($bin:expr) => {
         $crate::__contract_cases! {
             $bin;
-            both: health_ok, graceful_shutdown, request_code_accepted,
+            both: health_ok, bad_settings_refused, graceful_shutdown, request_code_accepted,
                 request_code_invalid_phone, default_region, request_code_cooldown,
                 request_code_hourly_cap, new_code_replaces_previous, sms_unavailable,
                 request_timeout, verify_creates_then_logs_in, code_works_once, verify_errors,

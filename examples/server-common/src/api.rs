@@ -55,10 +55,10 @@ impl fmt::Debug for Api {
 #[non_exhaustive]
 pub enum StartError {
     /// A setting the service refuses.
-    #[error("invalid settings: {0}")]
+    #[error("invalid settings")]
     Settings(#[from] SettingsError),
     /// The store could not be opened or migrated.
-    #[error("the store could not be opened: {0}")]
+    #[error("the store could not be opened")]
     Store(#[source] referral_core::StoreError),
 }
 
@@ -91,10 +91,14 @@ impl Api {
             settings.sms_timeout(),
             outbox.clone(),
         ));
-        let (builder, store) = match settings.database_url.as_deref() {
+        let database_url = settings
+            .database_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty());
+        let (builder, store) = match database_url {
             Some(url) => {
                 tracing::info!(database = %redact_url(url), "using the PostgreSQL store");
-                let store = connect_postgres(url).await?;
+                let store = connect_postgres(url, settings.db_max_connections).await?;
                 (ReferralService::builder(store, sms), "postgres")
             }
             None => {
@@ -298,8 +302,14 @@ impl Api {
     }
 }
 
-async fn connect_postgres(url: &str) -> Result<Arc<referral_sqlx::PgStore>, StartError> {
-    let store = referral_sqlx::PgStore::connect(url)
+async fn connect_postgres(
+    url: &str,
+    max_connections: u32,
+) -> Result<Arc<referral_sqlx::PgStore>, StartError> {
+    let options = referral_sqlx::PgStoreOptions::new(url)
+        .map_err(StartError::Store)?
+        .max_connections(max_connections);
+    let store = referral_sqlx::PgStore::connect_with(options)
         .await
         .map_err(StartError::Store)?;
     store.migrate().await.map_err(StartError::Store)?;

@@ -176,8 +176,9 @@ impl ApiError {
     }
 }
 
-/// The error and its sources, joined, for logs.
-fn chain(error: &dyn StdError) -> String {
+/// The error and its sources, joined with `: `, for logs.
+#[must_use]
+pub fn chain(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

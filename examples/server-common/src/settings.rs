@@ -107,6 +107,12 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
+    /// Most PostgreSQL connections this process opens (beyond API.md; mind
+    /// the server's `max_connections` when running several processes).
+    #[arg(long, env = "REFERRAL_DB_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+
     /// Longest time the SMS sender may take (simulated delay included) before
     /// the code request answers 503 `sms_unavailable`, in milliseconds
     /// (beyond API.md).
@@ -139,6 +145,7 @@ impl fmt::Debug for Settings {
             )
             .field("default_region", &self.default_region)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("db_max_connections", &self.db_max_connections)
             .field("sms_timeout_ms", &self.sms_timeout_ms)
             .finish()
     }
