@@ -30,7 +30,8 @@
 //! start while the database is down. Every operation then answers
 //! [`StoreError::Unavailable`] until
 //! the database is back, and works again without rebuilding the store (the
-//! pool tests each connection before handing it out). Call
+//! pool pings a connection idle for over a second before handing it out, see
+//! [`PgStoreOptions::ping_idle_after`]). Call
 //! [`health`](referral_core::store::ReferralStore::health) or
 //! [`PgStore::migrate`] at start-up to fail fast instead.
 //!
@@ -101,13 +102,26 @@ impl PgStore {
     /// None today; the `Result` leaves room for checks that need a connection.
     pub async fn connect_with(options: PgStoreOptions) -> Result<Self, StoreError> {
         let connect = options.session_options();
+        let ping_idle_after = options.ping_idle_after;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .min_connections(options.min_connections)
             .acquire_timeout(options.acquire_timeout)
             .idle_timeout(options.idle_timeout)
             .max_lifetime(options.max_lifetime)
-            .test_before_acquire(true)
+            // sqlx's `test_before_acquire` pings on every checkout: a round
+            // trip per operation (measured by referral-benches' round_trips
+            // test). sqlx already pings each connection as it returns to the
+            // pool, so only one idle for a while may have died since.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= ping_idle_after {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(connect);
         Ok(Self { pool })
     }
@@ -212,6 +226,7 @@ pub struct PgStoreOptions {
     statement_timeout: Option<Duration>,
     idle_timeout: Option<Duration>,
     max_lifetime: Option<Duration>,
+    ping_idle_after: Duration,
 }
 
 impl PgStoreOptions {
@@ -225,6 +240,9 @@ impl PgStoreOptions {
     /// this store is a few index lookups; one that takes longer waits on an
     /// overloaded server or a lock, and answers `Unavailable`.
     pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long a pooled connection may sit idle before it is pinged on its
+    /// next use, by default.
+    pub const DEFAULT_PING_IDLE_AFTER: Duration = Duration::from_secs(1);
     /// How long an idle connection is kept, by default.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
     /// The longest life of a connection, by default (so connections move to
@@ -259,6 +277,7 @@ impl PgStoreOptions {
             statement_timeout: Some(Self::DEFAULT_STATEMENT_TIMEOUT),
             idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
             max_lifetime: Some(Self::DEFAULT_MAX_LIFETIME),
+            ping_idle_after: Self::DEFAULT_PING_IDLE_AFTER,
         }
     }
 
@@ -309,6 +328,21 @@ impl PgStoreOptions {
     #[must_use]
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.max_lifetime = lifetime;
+        self
+    }
+
+    /// Pings a pooled connection idle for longer than this before handing it
+    /// out (default [`DEFAULT_PING_IDLE_AFTER`](Self::DEFAULT_PING_IDLE_AFTER)).
+    ///
+    /// sqlx pings every connection as it returns to the pool, so only one idle
+    /// since may have died (a server restart, a failover, a proxy's idle
+    /// cut-off). Pinging costs a round trip; skipping it means a connection
+    /// that died meanwhile fails one call with `Unavailable` and is replaced.
+    /// `Duration::ZERO` pings before every call (sqlx's
+    /// `test_before_acquire`); `Duration::MAX` never.
+    #[must_use]
+    pub fn ping_idle_after(mut self, idle: Duration) -> Self {
+        self.ping_idle_after = idle;
         self
     }
 
@@ -370,6 +404,7 @@ impl fmt::Debug for PgStoreOptions {
             .field("statement_timeout", &self.statement_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
+            .field("ping_idle_after", &self.ping_idle_after)
             .finish()
     }
 }

@@ -804,3 +804,50 @@ async fn purge_forgets_only_what_no_rule_needs() {
     let far = referral_core::EventId(u64::MAX);
     assert!(store.events_after(Some(far), 10).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_while_idle_are_replaced_without_failing_a_call() {
+    let _gate = SERVER.read().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    let store = PgStore::connect_with(common::test_options(connect.clone()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let rng = SeededRandom::new(10);
+    let alice = register(&store, &rng, 1).await;
+    // Open a few connections, then let them idle past the ping threshold.
+    let _ = race(4, |_| {
+        let store = store.clone();
+        async move { store.user(alice.id).await.unwrap() }
+    })
+    .await;
+    tokio::time::sleep(
+        referral_sqlx::PgStoreOptions::DEFAULT_PING_IDLE_AFTER + Duration::from_millis(200),
+    )
+    .await;
+    // A failover or a proxy cuts them all.
+    let admin = PgStore::connect_with(common::test_options(connect.clone()))
+        .await
+        .unwrap();
+    let db = connect.get_database().unwrap().to_owned();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = $1 AND pid <> pg_backend_pid()) AS t",
+    )
+    .bind(&db)
+    .fetch_one(admin.pool())
+    .await
+    .unwrap();
+    assert!(killed >= 1, "{killed}");
+    // Every call still succeeds: stale connections are pinged and replaced.
+    let results = race(4, |_| {
+        let store = store.clone();
+        async move { store.user(alice.id).await }
+    })
+    .await;
+    for r in results {
+        assert_eq!(r.unwrap(), Some(alice.clone()));
+    }
+}
