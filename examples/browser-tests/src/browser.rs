@@ -22,8 +22,8 @@ const DRIVER_START: Duration = Duration::from_secs(20);
 
 /// A phone-sized window (CSS pixels).
 const WINDOW_SIZE: &str = "--window-size=390,844";
-const WINDOW_WIDTH: u32 = 390;
-const WINDOW_HEIGHT: u32 = 844;
+pub(crate) const WINDOW_WIDTH: u32 = 390;
+pub(crate) const WINDOW_HEIGHT: u32 = 844;
 
 /// Where the browser and its driver are.
 #[derive(Debug)]

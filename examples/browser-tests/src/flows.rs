@@ -8,6 +8,8 @@ use fantoccini::error::CmdError;
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
+use crate::browser::{WINDOW_HEIGHT, WINDOW_WIDTH};
+
 /// How long one step may take to show its result.
 const STEP: Duration = Duration::from_secs(20);
 /// How often a step's result is looked for.
@@ -95,6 +97,7 @@ pub(crate) async fn login_invite_referral_and_errors(client: &Client, base: &str
     page.wait_alert().await;
     assert_eq!(page.text("#activated-invite-code").await, "");
     assert!(page.form_displayed("invite_code").await);
+    page.assert_phone_size().await;
     page.snapshot("4-own-code").await;
     let alice_window = client.window().await.expect("the current window");
 
@@ -104,7 +107,12 @@ pub(crate) async fn login_invite_referral_and_errors(client: &Client, base: &str
         .switch_to_window(bob_window.clone())
         .await
         .expect("switch to Bob's window");
+    client
+        .set_window_size(WINDOW_WIDTH, WINDOW_HEIGHT)
+        .await
+        .expect("a phone-sized window");
     page.open("/").await;
+    page.assert_phone_size().await;
     page.assert_only_form("phone").await;
     let bob_code = page.log_in(BOB, BOB).await;
     assert_ne!(bob_code, alice_code, "two users got the same invite code");
