@@ -36,6 +36,8 @@ pub struct Ctx {
     bin: String,
     backend: Backend,
     admin_url: Option<String>,
+    /// Databases made for this case, dropped when it passes.
+    made: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Runs one case: builds a runtime, resolves the backend (skipping, or under
@@ -73,8 +75,18 @@ where
         bin: bin.to_owned(),
         backend,
         admin_url,
+        made: std::sync::Arc::default(),
     };
+    let cleanup = ctx.clone();
     runtime.block_on(case(ctx));
+    // The case passed and its servers are gone: drop its databases (a failed
+    // case keeps them for a look).
+    let made = std::mem::take(&mut *cleanup.made.lock().unwrap_or_else(|e| e.into_inner()));
+    runtime.block_on(async {
+        for url in made {
+            cleanup.drop_store(&url).await;
+        }
+    });
 }
 
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
@@ -108,7 +120,12 @@ impl Ctx {
         let _ = conn.close().await;
         let mut url = url::Url::parse(admin).expect("DATABASE_URL is a URL");
         url.set_path(&format!("/{name}"));
-        Some(url.to_string())
+        let url = url.to_string();
+        self.made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(url.clone());
+        Some(url)
     }
 
     /// Drops a database made by [`Ctx::fresh_store`], closing its connections.
