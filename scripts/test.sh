@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # THE test command of the workspace: every test, the PostgreSQL ones included.
 #
-#   scripts/test.sh [extra cargo test args...]
+#   scripts/test.sh [extra cargo test args...]   (with -p/--package: only those packages)
 #
 # With DATABASE_URL set, the tests run against that server (each PostgreSQL
 # test creates its own database `referral_t_*` on it, so the URL's user needs
@@ -20,9 +20,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
+# Every crate of the workspace, unless the arguments pick packages themselves.
 run_tests() {
-    log "cargo test --workspace --all-features $*"
-    cargo test --workspace --all-features "$@"
+    local scope=(--workspace) arg
+    for arg in "$@"; do
+        case "$arg" in
+            -p | -p* | --package | --package=* | --manifest-path | --manifest-path=*) scope=() ;;
+            --) break ;;
+        esac
+    done
+    log "cargo test ${scope[*]} --all-features $*"
+    cargo test "${scope[@]}" --all-features "$@"
 }
 
 if [[ -n "${DATABASE_URL:-}" ]]; then
@@ -161,6 +169,16 @@ done
 if [[ -z "$started" ]]; then
     cat "$tmp/server.log" >&2 || true
     exit 1
+fi
+
+# If this script is killed outright (SIGKILL skips the EXIT trap), a detached
+# watchdog still stops the cluster and removes its folder once we are gone.
+if command -v setsid >/dev/null 2>&1; then
+    stop_cmd=$(printf '%q ' "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop)
+    [[ -n "$pg_user" ]] && stop_cmd="runuser -u $pg_user -- $stop_cmd"
+    setsid bash -c "while kill -0 $$ 2>/dev/null; do sleep 5; done
+        if [[ -f $(printf '%q' "$data/postmaster.pid") ]]; then $stop_cmd; fi
+        rm -rf $(printf '%q' "$tmp")" </dev/null >/dev/null 2>&1 &
 fi
 
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
