@@ -85,6 +85,19 @@ impl Api {
         // the codes the others sent.
         let key = OtpKey::derive(secret.as_bytes(), "otp")
             .map_err(|_| StartError::Settings(SettingsError::Secret))?;
+        if settings.sms_delay_ms.max() >= settings.sms_timeout() {
+            tracing::warn!(
+                delay = %settings.sms_delay_ms,
+                timeout_ms = settings.sms_timeout_ms,
+                "the simulated SMS delay reaches the SMS timeout: some or all sends will fail"
+            );
+        }
+        if settings.sms_timeout() >= settings.request_timeout() {
+            tracing::warn!(
+                "REFERRAL_SMS_TIMEOUT_MS is not below REFERRAL_REQUEST_TIMEOUT_SECS: \
+                 a slow send answers 503 unavailable instead of sms_unavailable"
+            );
+        }
         let outbox = settings.dev_outbox.then(|| Arc::new(StubSmsSender::new()));
         let sms = Arc::new(SimulatedSms::new(
             settings.sms_delay_ms,
@@ -142,9 +155,18 @@ impl Api {
     ///
     /// # Errors
     /// The route's error answers.
+    /// The send runs in its own task: a client that hangs up (or a request
+    /// timeout) does not cut it off half-way, so a code that was issued is
+    /// also sent (or revoked when the sender fails).
     pub async fn request_code(&self, body: CodeRequest) -> Result<CodeSentResponse, ApiError> {
         let phone = self.inner.service.parse_phone(&body.phone)?;
-        let sent = self.inner.service.request_code(&phone).await?;
+        let inner = Arc::clone(&self.inner);
+        let sent = tokio::spawn(async move { inner.service.request_code(&phone).await })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "the code request task failed");
+                ApiError::internal()
+            })??;
         Ok(CodeSentResponse {
             phone: sent.phone.to_string(),
             expires_in: sent.expires_in.as_secs(),
