@@ -14,7 +14,7 @@ use referral_server_common::{Api, Settings, init_tracing, shutdown_signal};
 #[tokio::main]
 async fn main() -> ExitCode {
     init_tracing();
-    let settings = Settings::from_env_and_args();
+    let settings = Settings::parse_as("referral-server", env!("CARGO_PKG_VERSION"));
     tracing::debug!(?settings, "settings");
     let api = match Api::start(&settings).await {
         Ok(api) => api,

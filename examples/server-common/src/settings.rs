@@ -191,6 +191,19 @@ impl Settings {
         <Self as Parser>::parse()
     }
 
+    /// Like [`Settings::from_env_and_args`], with the binary's own name and
+    /// version in `--help` and `--version`.
+    #[must_use]
+    pub fn parse_as(name: &'static str, version: &'static str) -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = <Self as CommandFactory>::command()
+            .name(name)
+            .bin_name(name)
+            .version(version)
+            .get_matches();
+        <Self as FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     /// The core configuration these settings describe.
     ///
     /// # Errors
