@@ -65,7 +65,7 @@ pub async fn bad_settings_refused(ctx: Ctx) {
 
 /// SIGTERM lets a request in flight finish, then the process exits 0.
 pub async fn graceful_shutdown(ctx: Ctx) {
-    let s = ctx.server(&[("REFERRAL_SMS_DELAY_MS", "1500")]).await;
+    let s = ctx.server(&[("REFERRAL_SMS_DELAY_MS", "2500")]).await;
     let client = s.client().clone();
     let url = s.url("/api/auth/code");
     let in_flight = tokio::spawn(async move {
@@ -76,7 +76,7 @@ pub async fn graceful_shutdown(ctx: Ctx) {
             .await
             .map(|r| r.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let code = s.terminate(Duration::from_secs(10)).await;
     let status = in_flight
         .await
@@ -1256,13 +1256,15 @@ pub async fn store_outage(ctx: Ctx) {
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.body, json!({ "status": "unavailable" }));
     assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
-    for r in [
-        s.request_code(&phone(2)).await,
-        s.verify(&phone(2), "1234").await,
-        s.get_auth("/api/profile", &user.token).await,
-        s.activate(&user.token, "AAAAAA").await,
-        s.get_auth("/api/profile/referrals", &user.token).await,
-    ] {
+    let p2 = phone(2);
+    let (a, b, c, d, e) = tokio::join!(
+        s.request_code(&p2),
+        s.verify(&p2, "1234"),
+        s.get_auth("/api/profile", &user.token),
+        s.activate(&user.token, "AAAAAA"),
+        s.get_auth("/api/profile/referrals", &user.token),
+    );
+    for r in [a, b, c, d, e] {
         r.assert_error(503, Some("unavailable"));
         assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
     }
