@@ -160,6 +160,8 @@ impl PgStore {
     /// and then (say hourly, from one process) in a long-running deployment.
     /// Safe to run while serving: it only deletes rows no answer depends on
     /// (a deleted expired code answers "no code" instead of "expired").
+    /// It is one statement, so the statement timeout bounds it: for a large
+    /// first backlog, run it from a store with a longer one.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
