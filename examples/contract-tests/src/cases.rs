@@ -275,7 +275,14 @@ pub async fn verify_creates_then_logs_in(ctx: Ctx) {
     assert_eq!(p["referrals"], json!([]));
     let first = r.body.clone();
 
-    let code = s.send_code(&phone(1)).await;
+    // The same answer whether or not the phone belongs to a user.
+    let known = s.request_code(&phone(1)).await;
+    let unknown = s.request_code(&phone(2)).await;
+    assert_eq!(known.status, 202);
+    assert_eq!(unknown.status, 202);
+    assert_eq!(known.body["expires_in"], unknown.body["expires_in"]);
+    assert_eq!(known.body["retry_after"], unknown.body["retry_after"]);
+    let code = s.outbox_code(&phone(1)).await;
     let r = s.verify(&phone(1), &code).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["new_user"], false);
