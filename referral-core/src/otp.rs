@@ -345,6 +345,15 @@ pub struct OtpPolicy {
     pub max_failures_per_window: u32,
     /// The rolling window of `max_failures_per_window` (24 hours).
     pub failure_window: Duration,
+    /// Codes sent to ALL phones together within any
+    /// [`send_window`](Self::send_window): a cost circuit breaker against SMS
+    /// pumping (many phones, each under its own cap). `None` (the default):
+    /// no global budget.
+    pub max_global_sends_per_window: Option<u32>,
+    /// If set, only phones whose country calling code is listed may be sent a
+    /// code (`[7, 44]`: Russia/Kazakhstan and the UK). `None` (the default):
+    /// every country.
+    pub allowed_country_codes: Option<Vec<u16>>,
 }
 
 impl Default for OtpPolicy {
@@ -358,6 +367,8 @@ impl Default for OtpPolicy {
             send_window: Duration::from_secs(3600),
             max_failures_per_window: 10,
             failure_window: Duration::from_secs(24 * 3600),
+            max_global_sends_per_window: None,
+            allowed_country_codes: None,
         }
     }
 }

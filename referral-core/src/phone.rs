@@ -145,6 +145,19 @@ impl PhoneNumber {
         self.0
     }
 
+    /// Whether the number starts with country calling code `code` (`7`,
+    /// `44`, `1`…). Calling codes are prefix-free, so at most one assigned
+    /// code matches a number.
+    #[must_use]
+    pub fn has_country_code(&self, code: u16) -> bool {
+        if code == 0 {
+            return false;
+        }
+        let code_digits = code.ilog10() + 1;
+        let digits = self.0.ilog10() + 1;
+        digits > code_digits && self.0 / 10u64.pow(digits - code_digits) == u64::from(code)
+    }
+
     /// The number in E.164 form, `+` and digits only.
     #[must_use]
     pub fn to_e164(&self) -> String {
@@ -358,6 +371,17 @@ mod tests {
                 .to_string(),
             "+14155552671"
         );
+    }
+
+    #[test]
+    fn country_codes() {
+        let ru = intl("+79991234567").unwrap();
+        assert!(ru.has_country_code(7));
+        assert!(!ru.has_country_code(44));
+        assert!(!ru.has_country_code(0));
+        let gb = intl("+442079460018").unwrap();
+        assert!(gb.has_country_code(44) && !gb.has_country_code(43) && !gb.has_country_code(33));
+        assert!(intl("+14155552671").unwrap().has_country_code(1));
     }
 
     #[test]

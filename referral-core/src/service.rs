@@ -57,6 +57,10 @@ impl Config {
             ("otp.max_sends_per_window", o.max_sends_per_window),
             ("otp.max_failures_per_window", o.max_failures_per_window),
             (
+                "otp.max_global_sends_per_window",
+                o.max_global_sends_per_window.unwrap_or(1),
+            ),
+            (
                 "invite.max_failures_per_window",
                 self.invite.max_failures_per_window,
             ),
@@ -114,6 +118,16 @@ pub enum RequestCodeError {
         /// When the lock ends.
         retry_after: Duration,
     },
+    /// The global SMS budget of the send window is spent (a cost circuit
+    /// breaker): no code is sent to any phone until it frees.
+    #[error("no more codes can be sent right now")]
+    BudgetSpent {
+        /// When the budget frees a place.
+        retry_after: Duration,
+    },
+    /// The phone's country is not on the allow-list.
+    #[error("codes cannot be sent to this country")]
+    CountryNotAllowed,
     /// The SMS could not be sent; no usable code is left and the send was not
     /// charged.
     #[error("the code could not be sent")]
@@ -130,7 +144,8 @@ impl RequestCodeError {
         match self {
             Self::Cooldown { retry_after }
             | Self::TooManySends { retry_after }
-            | Self::Locked { retry_after } => Some(*retry_after),
+            | Self::Locked { retry_after }
+            | Self::BudgetSpent { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -436,6 +451,11 @@ impl ReferralService {
     /// [`RequestCodeError`]: a limit, the sender or the store.
     pub async fn request_code(&self, phone: &PhoneNumber) -> Result<CodeSent, RequestCodeError> {
         let policy = &self.config.otp;
+        if let Some(allowed) = &policy.allowed_country_codes
+            && !allowed.iter().any(|c| phone.has_country_code(*c))
+        {
+            return Err(RequestCodeError::CountryNotAllowed);
+        }
         let now = self.now();
         let code = OtpCode::generate(policy.length, self.random.as_ref());
         let id = ChallengeId::generate(self.random.as_ref());
@@ -463,6 +483,11 @@ impl ReferralService {
             }
             IssueOutcome::Locked { retry_at } => {
                 return Err(RequestCodeError::Locked {
+                    retry_after: wait_until(retry_at, now),
+                });
+            }
+            IssueOutcome::BudgetSpent { retry_at } => {
+                return Err(RequestCodeError::BudgetSpent {
                     retry_after: wait_until(retry_at, now),
                 });
             }

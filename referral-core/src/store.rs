@@ -69,6 +69,12 @@ pub enum IssueOutcome {
         /// When enough of them leave the window.
         retry_at: DateTime<Utc>,
     },
+    /// All phones together had `max_global_sends_per_window` charged sends in
+    /// the send window: the global budget is spent.
+    BudgetSpent {
+        /// When the oldest of them leaves the window.
+        retry_at: DateTime<Utc>,
+    },
 }
 
 /// What [`OtpStore::verify_otp`] did.
@@ -117,11 +123,14 @@ pub trait OtpStore: Send + Sync + 'static {
     ///    [`IssueOutcome::Cooldown`];
     /// 3. charged sends in `(now - send_window, now]` ≥ `max_sends_per_window`
     ///    → [`IssueOutcome::TooManySends`];
-    /// 4. otherwise record a charged send for `challenge.id` at `now`, make
+    /// 4. if `max_global_sends_per_window` is set: charged sends of ALL phones
+    ///    in `(now - send_window, now]` ≥ it → [`IssueOutcome::BudgetSpent`]
+    ///    (concurrent calls for different phones MUST NOT overspend it);
+    /// 5. otherwise record a charged send for `challenge.id` at `now`, make
     ///    `challenge` the phone's live code (the previous one stops verifying)
     ///    with 0 wrong guesses, and return [`IssueOutcome::Issued`].
     ///
-    /// Nothing changes on the first three outcomes.
+    /// Nothing changes on the first four outcomes.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing may have changed then.
@@ -135,7 +144,8 @@ pub trait OtpStore: Send + Sync + 'static {
 
     /// Undoes the send of `challenge` after the SMS could not be sent: if it is
     /// still the phone's live code it stops verifying, and its send is no
-    /// longer charged (neither cooldown nor send window count it). Idempotent;
+    /// longer charged (neither cooldown, send window nor global budget count
+    /// it). Idempotent;
     /// a no-op for an unknown or replaced challenge (except that its send is
     /// uncharged).
     ///

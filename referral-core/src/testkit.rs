@@ -68,6 +68,8 @@ macro_rules! store_conformance_tests {
             otp_revoke_of_replaced_challenge_keeps_live_one,
             otp_no_code_for_unknown_phone,
             otp_limits_are_per_phone,
+            otp_global_send_budget,
+            otp_country_allow_list,
             register_retries_invite_code_collisions,
             register_is_idempotent_per_phone,
             user_lookup,
@@ -90,6 +92,7 @@ macro_rules! store_conformance_tests {
             race_concurrent_first_logins_one_user,
             race_registrations_never_share_a_code,
             race_unknown_codes_limit_exact,
+            race_global_send_budget_exact,
         );
     };
 }
@@ -633,6 +636,68 @@ pub mod cases {
             .verify_code(&b, &code)
             .await
             .expect("b is unaffected");
+    }
+
+    /// The global send budget counts every phone's charged sends in the
+    /// window; a failed (revoked) send gives its place back.
+    pub async fn otp_global_send_budget<S: KitStore>(store: S) {
+        let mut config = Config::default();
+        config.otp.max_global_sends_per_window = Some(3);
+        let h = Harness::with_config(store, config);
+        let start = h.now();
+        for _ in 0..3 {
+            h.service
+                .request_code(&h.phone())
+                .await
+                .expect("within budget");
+            h.advance_secs(10);
+        }
+        let r = h.service.request_code(&h.phone()).await;
+        assert!(
+            matches!(r, Err(RequestCodeError::BudgetSpent { retry_after }) if retry_after == Duration::from_secs(3600 - 30)),
+            "{r:?}"
+        );
+        h.clock.set(start + TimeDelta::hours(1));
+        let phone = h.phone();
+        h.sms.set_failing(true);
+        assert!(matches!(
+            h.service.request_code(&phone).await,
+            Err(RequestCodeError::Sms(_))
+        ));
+        h.sms.set_failing(false);
+        h.service
+            .request_code(&phone)
+            .await
+            .expect("the first send left the window; the failed one was refunded");
+        let r = h.service.request_code(&h.phone()).await;
+        assert!(
+            matches!(r, Err(RequestCodeError::BudgetSpent { retry_after }) if retry_after == Duration::from_secs(10)),
+            "the second send leaves the window 10 s later: {r:?}"
+        );
+        h.advance_secs(10);
+        h.service
+            .request_code(&h.phone())
+            .await
+            .expect("a place freed");
+    }
+
+    /// With a country allow-list, other countries are refused before anything
+    /// is stored or sent.
+    pub async fn otp_country_allow_list<S: KitStore>(store: S) {
+        let mut config = Config::default();
+        config.otp.allowed_country_codes = Some(vec![7]);
+        let h = Harness::with_config(store, config);
+        let uk: PhoneNumber = "+442079460018".parse().expect("phone");
+        let r = h.service.request_code(&uk).await;
+        assert!(
+            matches!(r, Err(RequestCodeError::CountryNotAllowed)),
+            "{r:?}"
+        );
+        assert!(h.sms.latest(&uk).is_none());
+        h.service
+            .request_code(&h.phone())
+            .await
+            .expect("+7 is allowed");
     }
 
     /// A taken candidate invite code is skipped; when all are taken nothing is
@@ -1296,6 +1361,26 @@ pub mod cases {
                 .count(),
             20
         );
+    }
+
+    /// Concurrent code requests for different phones never overspend the
+    /// global budget.
+    pub async fn race_global_send_budget_exact<S: KitStore>(store: S) {
+        let mut config = Config::default();
+        config.otp.max_global_sends_per_window = Some(10);
+        let h = Arc::new(Harness::with_config(store, config));
+        let phones: Arc<Vec<PhoneNumber>> = Arc::new((0..30).map(|_| h.phone()).collect());
+        let results = race(30, |i| {
+            let (h, phones) = (Arc::clone(&h), Arc::clone(&phones));
+            async move { h.service.request_code(&phones[i]).await }
+        })
+        .await;
+        let sent = results.iter().filter(|r| r.is_ok()).count();
+        let spent = results
+            .iter()
+            .filter(|r| matches!(r, Err(RequestCodeError::BudgetSpent { .. })))
+            .count();
+        assert_eq!((sent, spent), (10, 20), "{results:?}");
     }
 
     /// Concurrent unknown codes by one user: exactly the limit is counted.

@@ -19,6 +19,9 @@ pub const OTP_SHARDS: usize = 16;
 pub(crate) struct OtpShards {
     hasher: RandomState,
     shards: [Mutex<HashMap<PhoneNumber, PhoneState>>; OTP_SHARDS],
+    /// Charged sends of all phones, oldest first, kept only while a global
+    /// budget is configured. Locked after a shard, never before.
+    global: Mutex<VecDeque<(DateTime<Utc>, ChallengeId)>>,
 }
 
 impl OtpShards {
@@ -131,6 +134,19 @@ impl OtpStore for MemoryStore {
                 retry_at: oldest + window,
             });
         }
+        if let Some(max) = policy.max_global_sends_per_window {
+            let mut global = lock(&self.otp.global);
+            while global.front().is_some_and(|(at, _)| *at <= now - window) {
+                global.pop_front();
+            }
+            if global.len() >= max as usize {
+                let oldest = global[freeing(global.len(), max)].0;
+                return Ok(IssueOutcome::BudgetSpent {
+                    retry_at: oldest + window,
+                });
+            }
+            insert_sorted(&mut global, (now, challenge.id), |(at, _)| *at);
+        }
         insert_sorted(&mut state.sends, (now, challenge.id), |(at, _)| *at);
         state.live = Some(Live {
             id: challenge.id,
@@ -163,6 +179,7 @@ impl OtpStore for MemoryStore {
                 shard.remove(phone);
             }
         }
+        lock(&self.otp.global).retain(|(_, id)| *id != challenge);
         Ok(())
     }
 
