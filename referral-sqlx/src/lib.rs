@@ -151,7 +151,8 @@ impl PgStore {
     }
 
     /// Deletes what no rule can use any more at `now`: expired login codes,
-    /// charged sends older than the send window and the cooldown, wrong
+    /// charged sends (per phone and for the global budget) older than the
+    /// send window and the cooldown, wrong
     /// guesses older than the failure window, and unknown invite codes
     /// older than the invite failure window. Returns how many rows went.
     ///
@@ -182,9 +183,13 @@ impl PgStore {
                   WHERE at <= $1 - $4 * interval '1 microsecond' RETURNING 1),
              invites AS (
                  DELETE FROM referral_invite_failures
-                  WHERE at <= $1 - $5 * interval '1 microsecond' RETURNING 1)
+                  WHERE at <= $1 - $5 * interval '1 microsecond' RETURNING 1),
+             global AS (
+                 DELETE FROM referral_otp_global_sends
+                  WHERE sent_at <= $1 - $2 * interval '1 microsecond' RETURNING 1)
              SELECT (SELECT count(*) FROM codes) + (SELECT count(*) FROM sends)
-                  + (SELECT count(*) FROM failures) + (SELECT count(*) FROM invites)",
+                  + (SELECT count(*) FROM failures) + (SELECT count(*) FROM invites)
+                  + (SELECT count(*) FROM global)",
         )
         .bind(now)
         .bind(micros(otp.send_window))

@@ -46,7 +46,7 @@ impl OtpStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<IssueOutcome, StoreError> {
         let row = sqlx::query(
-            "SELECT outcome, at FROM referral_otp_issue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "SELECT outcome, at FROM referral_otp_issue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(phone.to_e164())
         .bind(challenge.id.as_uuid())
@@ -59,6 +59,7 @@ impl OtpStore for PgStore {
         .bind(int(policy.max_sends_per_window))
         .bind(micros(policy.failure_window))
         .bind(int(policy.max_failures_per_window))
+        .bind(policy.max_global_sends_per_window.map(int))
         .fetch_one(&self.pool)
         .await
         .map_err(map)?;
@@ -70,6 +71,7 @@ impl OtpStore for PgStore {
             "cooldown" => IssueOutcome::Cooldown { retry_at: at },
             "too_many_sends" => IssueOutcome::TooManySends { retry_at: at },
             "locked" => IssueOutcome::Locked { retry_at: at },
+            "budget_spent" => IssueOutcome::BudgetSpent { retry_at: at },
             other => return Err(corrupt(format_args!("issue outcome {other:?}"))),
         })
     }

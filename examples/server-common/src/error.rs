@@ -51,13 +51,20 @@ impl ApiError {
 
     /// 429 `too_many_requests` with `Retry-After` (whole seconds, at least 1).
     pub fn too_many_requests(message: impl Into<String>, retry_after: Duration) -> Self {
-        let secs = retry_after
+        Self::new(429, "too_many_requests", message).retry_after(retry_after)
+    }
+
+    /// The same answer with `Retry-After` (whole seconds, rounded up, at
+    /// least 1).
+    #[must_use]
+    pub fn retry_after(self, wait: Duration) -> Self {
+        let secs = wait
             .as_secs()
-            .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+            .saturating_add(u64::from(wait.subsec_nanos() > 0))
             .max(1);
         Self {
             retry_after: Some(secs),
-            ..Self::new(429, "too_many_requests", message)
+            ..self
         }
     }
 
@@ -255,6 +262,16 @@ impl From<RequestCodeError> for ApiError {
                     "the code could not be sent; try again shortly",
                 )
             }
+            RequestCodeError::BudgetSpent { retry_after } => {
+                tracing::warn!("the global SMS budget is spent");
+                Self::new(
+                    503,
+                    "sms_unavailable",
+                    "no more codes can be sent right now; try again later",
+                )
+                .retry_after(retry_after)
+            }
+            RequestCodeError::CountryNotAllowed => Self::new(400, "invalid_phone", message),
             RequestCodeError::Store(e) => e.into(),
             _ => unexpected(&error),
         }

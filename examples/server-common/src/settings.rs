@@ -95,6 +95,21 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub invite_max_failures_per_hour: u32,
 
+    /// Codes sent to ALL phones together in any rolling hour: a cost circuit
+    /// breaker against SMS pumping (beyond API.md). Once spent, the code
+    /// route answers 503 `sms_unavailable` with `Retry-After`. Unset: no
+    /// global budget.
+    #[arg(long, env = "REFERRAL_SMS_MAX_SENDS_PER_HOUR",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sms_max_sends_per_hour: Option<u32>,
+
+    /// Country calling codes that may be sent a code, comma-separated (e.g.
+    /// `7,44`; beyond API.md). Other countries' phones answer 400
+    /// `invalid_phone`. Unset: every country.
+    #[arg(long, env = "REFERRAL_ALLOWED_COUNTRY_CODES", value_delimiter = ',',
+          value_parser = clap::value_parser!(u16).range(1..=999))]
+    pub allowed_country_codes: Option<Vec<u16>>,
+
     /// ISO region (e.g. `RU`) for numbers written without `+`; unset: only
     /// international numbers.
     #[arg(long, env = "REFERRAL_DEFAULT_REGION")]
@@ -219,6 +234,9 @@ impl Settings {
         otp.send_window = Duration::from_secs(3600);
         otp.max_failures_per_window = self.otp_max_failures_per_day;
         otp.failure_window = Duration::from_secs(24 * 3600);
+        otp.max_global_sends_per_window = self.sms_max_sends_per_hour;
+        otp.allowed_country_codes
+            .clone_from(&self.allowed_country_codes);
         config.invite.max_failures_per_window = self.invite_max_failures_per_hour;
         config.invite.failure_window = Duration::from_secs(3600);
         config.default_region = self.default_region;
