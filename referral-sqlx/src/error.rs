@@ -5,10 +5,12 @@ use referral_core::StoreError;
 /// Maps a sqlx error, keeping it as the source.
 ///
 /// [`StoreError::Unavailable`]: the database cannot be reached or serve now
-/// (refused or lost connection, pool timeout or closed, TLS failure, the
-/// server shutting down or starting up, too many connections, a statement
-/// timeout, a read-only server after a failover). Anything else, a bug or a
-/// schema that does not match, is [`StoreError::Internal`].
+/// (refused or lost connection, pool timeout or closed, TLS failure, bytes
+/// that are not PostgreSQL's protocol (a connection cut mid-message, a
+/// proxy or load balancer with no server behind it), the server shutting
+/// down or starting up, too many connections, a statement timeout, a
+/// read-only server after a failover). Anything else, a bug or a schema that
+/// does not match, is [`StoreError::Internal`].
 pub(crate) fn map(error: sqlx::Error) -> StoreError {
     if is_unavailable(&error) {
         StoreError::unavailable(error)
@@ -21,6 +23,9 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        // sqlx reports a connection closed during the handshake as one, e.g.
+        // "unexpected response from SSLRequest: 0x00".
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
@@ -62,7 +67,8 @@ mod tests {
         assert!(map(sqlx::Error::PoolTimedOut).is_transient());
         assert!(map(sqlx::Error::PoolClosed).is_transient());
         assert!(!map(sqlx::Error::RowNotFound).is_transient());
-        assert!(!map(sqlx::Error::Protocol("bad".into())).is_transient());
+        assert!(map(sqlx::Error::Protocol("unexpected response".into())).is_transient());
+        assert!(!map(sqlx::Error::ColumnNotFound("x".into())).is_transient());
         for code in ["08006", "57P01", "57P03", "53300", "57014", "25006"] {
             assert!(unavailable_sqlstate(code), "{code}");
         }

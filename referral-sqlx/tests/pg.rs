@@ -851,3 +851,33 @@ async fn connections_killed_while_idle_are_replaced_without_failing_a_call() {
         assert_eq!(r.unwrap(), Some(alice.clone()));
     }
 }
+
+/// Needs no PostgreSQL: a "server" that accepts connections and drops them at
+/// once (a proxy cut off, a load balancer with no backend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_dropped_at_once_are_unavailable() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+    for url in [
+        format!("postgres://app@127.0.0.1:{port}/referral"),
+        format!("postgres://app@127.0.0.1:{port}/referral?sslmode=disable"),
+        format!("postgres://app@127.0.0.1:{port}/referral?sslmode=require"),
+    ] {
+        let options = referral_sqlx::PgStoreOptions::new(&url)
+            .unwrap()
+            .acquire_timeout(Duration::from_secs(1));
+        let store = PgStore::connect_with(options).await.unwrap();
+        let err = store
+            .user(UserId::from_uuid(uuid::Uuid::nil()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{url}: {err:?}");
+        let err = ReferralStore::health(&store).await.unwrap_err();
+        assert!(err.is_transient(), "{url}: {err:?}");
+    }
+}
