@@ -1,8 +1,11 @@
 //! Shared pieces of the benchmarks: a bare baseline store doing the same work
-//! as `MemoryStore` with nothing of ours in the way, and helpers to drive
-//! async store methods that never wait.
+//! as `MemoryStore` with nothing of ours in the way, helpers to drive async
+//! store methods that never wait, PostgreSQL bench set-up ([`pg`]) and a
+//! protocol-counting proxy ([`proxy`]).
 
 pub mod baseline;
+pub mod pg;
+pub mod proxy;
 
 use std::future::Future;
 use std::pin::pin;

@@ -1,0 +1,200 @@
+//! PostgreSQL helpers of the benches: a fresh bench database on the server of
+//! `DATABASE_URL`, and bulk set-up of bench users (see `pgbench/setup.sql`).
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use referral_core::otp::{ChallengeId, OtpCode, OtpKey, OtpLength};
+use referral_core::{InviteCode, PhoneNumber, UserId};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+/// The helper functions of `pgbench/setup.sql`.
+pub const SETUP_SQL: &str = include_str!("../pgbench/setup.sql");
+
+/// The code every bench login code is (so a verify with it succeeds).
+pub const BENCH_OTP: &str = "1234";
+
+/// `DATABASE_URL`, or `None` after printing that `what` skips.
+#[must_use]
+pub fn database_url(what: &str) -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("{what}: DATABASE_URL is not set: skipping the PostgreSQL measurements");
+            None
+        }
+    }
+}
+
+/// Creates an empty database `referral_bench_<pid>_<n>` on the server of
+/// `url`, runs referral-sqlx's migrations and `setup.sql` in it, and returns
+/// options pointing at it (drop it with [`drop_database`]).
+///
+/// # Errors
+/// When the server cannot be reached or refuses.
+pub async fn fresh_database(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let server = PgConnectOptions::from_str(url)?;
+    let name = format!(
+        "referral_bench_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut admin = PgConnection::connect_with(&server).await?;
+    sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}""#))
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let options = server.database(&name);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    referral_sqlx::MIGRATOR.run(&pool).await?;
+    sqlx::raw_sql(SETUP_SQL).execute(&pool).await?;
+    pool.close().await;
+    Ok(options)
+}
+
+/// Drops a database made by [`fresh_database`].
+///
+/// # Errors
+/// When the server cannot be reached or refuses.
+pub async fn drop_database(url: &str, options: &PgConnectOptions) -> Result<(), sqlx::Error> {
+    let server = PgConnectOptions::from_str(url)?;
+    let Some(name) = options.get_database() else {
+        return Ok(());
+    };
+    let mut admin = PgConnection::connect_with(&server).await?;
+    sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await
+}
+
+/// The id of bench user `n` (as `referral_bench_id(n)`).
+#[must_use]
+pub fn user_id(n: u64) -> UserId {
+    UserId::from_uuid(Uuid::from_u128(u128::from(n)))
+}
+
+/// The challenge id of bench phone `n`'s login code.
+#[must_use]
+pub fn challenge_id(n: u64) -> ChallengeId {
+    ChallengeId::from_uuid(Uuid::from_u128(u128::from(n)))
+}
+
+/// The invite code of bench user `n` (as `referral_bench_code(n)`).
+///
+/// # Panics
+/// Never for `n` below 31⁶.
+#[must_use]
+pub fn invite_code(n: u64) -> InviteCode {
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+    let mut out = [0u8; 6];
+    let mut rest = n;
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[usize::try_from(rest % 31).unwrap_or(0)];
+        rest /= 31;
+    }
+    InviteCode::parse(std::str::from_utf8(&out).unwrap_or_default()).expect("a valid code")
+}
+
+/// Inserts bench users `from..=to` as `ReferralStore::register` would.
+///
+/// # Errors
+/// When PostgreSQL fails.
+pub async fn insert_users(
+    pool: &PgPool,
+    from: u64,
+    to: u64,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT referral_bench_users($1, $2, $3)")
+        .bind(big(from))
+        .bind(big(to))
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Records users `from..=to` activating `referrer`'s code, one microsecond
+/// apart from `at`, as `ReferralStore::activate_invite` would.
+///
+/// # Errors
+/// When PostgreSQL fails.
+pub async fn insert_activations(
+    pool: &PgPool,
+    referrer: u64,
+    from: u64,
+    to: u64,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT referral_bench_activations($1, $2, $3, $4)")
+        .bind(big(referrer))
+        .bind(big(from))
+        .bind(big(to))
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Gives the phones of bench users `from..from + count` a live login code
+/// [`BENCH_OTP`], as `OtpStore::issue_otp` would, hashed with `key`.
+///
+/// # Errors
+/// When PostgreSQL fails.
+pub async fn insert_codes(
+    pool: &PgPool,
+    key: &OtpKey,
+    from: u64,
+    count: u64,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let code = OtpCode::parse(BENCH_OTP, OtpLength::default()).expect("a valid code");
+    let hashes: Vec<Vec<u8>> = (from..from + count)
+        .map(|n| {
+            key.hash(&crate::phone(n), challenge_id(n), &code)
+                .as_bytes()
+                .to_vec()
+        })
+        .collect();
+    sqlx::query("SELECT referral_bench_codes($1, $2, $3)")
+        .bind(big(from))
+        .bind(&hashes)
+        .bind(at)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// The phone of bench user `n`.
+#[must_use]
+pub fn phone(n: u64) -> PhoneNumber {
+    crate::phone(n)
+}
+
+fn big(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_valid() {
+        assert_eq!(invite_code(0).as_str(), "222222");
+        assert_eq!(invite_code(1).as_str(), "222223");
+        assert_eq!(invite_code(31).as_str(), "222232");
+        assert_ne!(invite_code(1_000_000), invite_code(1_000_001));
+    }
+}

@@ -1,0 +1,185 @@
+//! Counts the round trips and transactions of `PgStore`'s hot operations
+//! through a protocol-reading proxy (see `referral_benches::proxy`), against
+//! the same statements sent straight through sqlx. Needs `DATABASE_URL`;
+//! without it the test says so and passes.
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use referral_benches::pg;
+use referral_benches::proxy::{Proxy, Snapshot};
+use referral_core::InvitePolicy;
+use referral_core::otp::{OtpCode, OtpGuess, OtpKey, OtpLength, OtpPolicy};
+use referral_core::store::{ActivationOutcome, OtpStore, ReferralStore, VerifyOutcome};
+use referral_sqlx::{PgStore, PgStoreOptions};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time")
+}
+
+/// Runs `op` once to warm the connection and the statement cache, then
+/// again, counting that second run (and the pool's release ping after it).
+async fn count<F, Fut>(proxy: &Proxy, op: F) -> Snapshot
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    op(0).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = proxy.counts.take();
+    op(1).await;
+    // sqlx pings the connection as it goes back to the pool, in a task of its
+    // own after the caller has its answer: let it land in this count.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    proxy.counts.take()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_operations_cost_one_round_trip() {
+    let Some(url) = pg::database_url("round_trips") else {
+        return;
+    };
+    let options = pg::fresh_database(&url).await.expect("a bench database");
+    let upstream: SocketAddr = {
+        let host = options.get_host();
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        format!("{host}:{}", options.get_port())
+            .parse()
+            .expect("DATABASE_URL's host must be an IP address for the proxy")
+    };
+    let proxy = Proxy::start(upstream).await.expect("a proxy");
+    let via_proxy = PgConnectOptions::from_str(&url)
+        .expect("a PostgreSQL URL")
+        .host("127.0.0.1")
+        .port(proxy.addr.port())
+        .database(options.get_database().expect("a database name"))
+        .ssl_mode(PgSslMode::Disable);
+
+    // 1..=100 users; 11..=100 activate user 1's code below, 2..=10 have codes.
+    let admin = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
+    pg::insert_users(&admin, 1, 100, t0()).await.unwrap();
+    pg::insert_activations(&admin, 1, 2, 5, t0()).await.unwrap();
+    let key = OtpKey::from_bytes(&[7; 32]).unwrap();
+    pg::insert_codes(&admin, &key, 50, 10, t0()).await.unwrap();
+
+    let store = Arc::new(
+        PgStore::connect_with(
+            PgStoreOptions::from_connect_options(via_proxy.clone()).max_connections(1),
+        )
+        .await
+        .unwrap(),
+    );
+    let raw = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(via_proxy)
+        .await
+        .unwrap();
+
+    let profile = count(&proxy, |_| {
+        let store = Arc::clone(&store);
+        async move {
+            let p = store.profile(pg::user_id(1), 100).await.unwrap();
+            assert!(p.is_some());
+        }
+    })
+    .await;
+    let activate = count(&proxy, |i| {
+        let store = Arc::clone(&store);
+        async move {
+            let out = store
+                .activate_invite(
+                    pg::user_id(20 + i),
+                    &pg::invite_code(1),
+                    &InvitePolicy::default(),
+                    t0(),
+                )
+                .await
+                .unwrap();
+            assert!(
+                matches!(out, ActivationOutcome::Activated { .. }),
+                "{out:?}"
+            );
+        }
+    })
+    .await;
+    let code = OtpCode::parse(pg::BENCH_OTP, OtpLength::default()).unwrap();
+    let verify = count(&proxy, |i| {
+        let store = Arc::clone(&store);
+        let (key, code) = (&key, &code);
+        async move {
+            let phone = pg::phone(50 + i);
+            let out = store
+                .verify_otp(
+                    &phone,
+                    &OtpGuess::new(key, &phone, code),
+                    &OtpPolicy::default(),
+                    t0(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(out, VerifyOutcome::Verified);
+        }
+    })
+    .await;
+    let raw_profile = count(&proxy, |_| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query("SELECT referral_count FROM referral_users WHERE id = $1")
+                .bind(pg::user_id(1).as_uuid())
+                .fetch_one(&raw)
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+
+    println!("operation          round trips  of which pings  transactions  statements");
+    for (name, s) in [
+        ("profile", profile),
+        ("activate_invite", activate),
+        ("verify_otp", verify),
+        ("raw SELECT (floor)", raw_profile),
+    ] {
+        println!(
+            "{name:<18} {:>11}  {:>14}  {:>12}  {:>10}",
+            s.round_trips, s.pings, s.transactions, s.statements
+        );
+    }
+    pg::drop_database(&url, &options).await.unwrap();
+
+    // The floor: one statement through a bare sqlx pool is one statement
+    // round trip, plus the ping sqlx 0.8 always sends when the connection
+    // goes back to the pool (after the caller has its answer).
+    let floor_pings = raw_profile.pings;
+    assert_eq!(raw_profile.round_trips - floor_pings, 1, "{raw_profile:?}");
+    // One statement, one transaction, and no ping beyond the floor's.
+    for (name, s) in [("profile", profile), ("activate_invite", activate)] {
+        assert_eq!(s.statements, 1, "{name}: {s:?}");
+        assert_eq!(s.round_trips - s.pings, 1, "{name}: {s:?}");
+        assert_eq!(s.transactions, 1, "{name}: {s:?}");
+        assert!(
+            s.pings <= floor_pings,
+            "{name} pings more than sqlx's floor: {s:?}"
+        );
+    }
+    // verify_otp reads the live code, checks the HMAC in Rust (the key never
+    // reaches the database), then applies the verdict: two statements, two
+    // transactions (the first one read-only), each on its own pooled
+    // connection checkout.
+    assert_eq!(verify.statements, 2, "verify_otp: {verify:?}");
+    assert_eq!(
+        verify.round_trips - verify.pings,
+        2,
+        "verify_otp: {verify:?}"
+    );
+    assert!(verify.pings <= 2 * floor_pings, "verify_otp: {verify:?}");
+}
