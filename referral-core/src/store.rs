@@ -8,7 +8,10 @@
 //!
 //! Stores never read the clock: every operation that depends on time takes
 //! `now` from the caller, so a test clock drives expiry and rolling windows in
-//! any store alike. Rate-limit state lives in the store, so limits hold across
+//! any store alike. A rolling window written `(now - window, now]` below
+//! counts every entry later than `now - window`, including entries stamped
+//! after `now` by a process whose clock runs ahead: with several processes,
+//! a limit errs on the safe side. Rate-limit state lives in the store, so limits hold across
 //! processes sharing it.
 //!
 //! The two traits are independent consistency domains (no operation spans
