@@ -25,6 +25,8 @@ async fn main() -> ExitCode {
     let store = api.store_kind();
     let api = web::Data::new(api);
     let timeout = settings.request_timeout();
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let max_connections = usize::try_from(settings.max_connections).unwrap_or(usize::MAX);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(api.clone())
@@ -32,9 +34,18 @@ async fn main() -> ExitCode {
             .default_service(web::to(routes::not_found))
             .wrap_fn(move |req, srv| routes::guard(req, srv, timeout))
     })
+    // Stalled and idle clients: headers within the header timeout (else 408
+    // and close), idle keep-alive no longer than that either.
+    .client_request_timeout(settings.header_timeout())
+    .keep_alive(settings.header_timeout())
+    // The connection limit is per worker: share it out (past it, accepting
+    // waits and the kernel's backlog holds the rest).
+    .workers(workers)
+    .max_connections(max_connections.div_ceil(workers).max(1))
     // SIGINT and SIGTERM alike: stop accepting, finish what is in flight, exit 0.
     // (actix's own handlers would stop at once on SIGINT.)
     .shutdown_signal(shutdown_signal())
+    .shutdown_timeout((settings.request_timeout() + settings.header_timeout()).as_secs())
     .bind(settings.listen);
     let server = match server {
         Ok(server) => server,

@@ -5,6 +5,7 @@
 //! and the OpenAPI document. See this crate's README for the settings.
 
 mod app;
+mod serve;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -51,13 +52,12 @@ async fn main() -> ExitCode {
             tracing::warn!("could not write the listening line to stdout");
         }
     }
-    if let Err(error) = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-    {
-        tracing::error!(%error, "server failed");
-        return ExitCode::FAILURE;
-    }
+    let limits = serve::Limits {
+        header_timeout: settings.header_timeout(),
+        max_connections: usize::try_from(settings.max_connections).unwrap_or(usize::MAX),
+        shutdown_grace: settings.request_timeout() + settings.header_timeout(),
+    };
+    serve::serve(listener, router, limits, shutdown_signal()).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

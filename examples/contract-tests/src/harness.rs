@@ -654,6 +654,13 @@ impl PgProxy {
         self.down.store(true, Ordering::SeqCst);
         let _ = self.cut.send(true);
     }
+
+    /// Ends a [`PgProxy::cut`]: new connections go through again (the ones
+    /// dropped stay dropped), as when a network comes back.
+    pub fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+        let _ = self.cut.send(false);
+    }
 }
 
 impl Drop for PgProxy {

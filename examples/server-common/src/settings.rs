@@ -134,6 +134,22 @@ pub struct Settings {
     #[arg(long, env = "REFERRAL_SMS_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub sms_timeout_ms: u64,
+
+    /// Longest time a client may take to send a request's headers (from
+    /// the connection's start, or the end of the previous answer) before the
+    /// connection is closed, in seconds (beyond API.md): stalled and idle
+    /// clients cannot hold connections forever.
+    #[arg(long, env = "REFERRAL_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+
+    /// Most client connections served at once (beyond API.md); past it the
+    /// server stops accepting until one closes, so a flood of connections
+    /// cannot exhaust its file descriptors. Keep it below the process's
+    /// descriptor limit (`ulimit -n`) minus the database connections.
+    #[arg(long, env = "REFERRAL_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
 }
 
 impl fmt::Debug for Settings {
@@ -162,6 +178,8 @@ impl fmt::Debug for Settings {
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("db_max_connections", &self.db_max_connections)
             .field("sms_timeout_ms", &self.sms_timeout_ms)
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -247,6 +265,12 @@ impl Settings {
     #[must_use]
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The header read timeout.
+    #[must_use]
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
     }
 
     /// The SMS sender timeout.

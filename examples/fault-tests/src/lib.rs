@@ -1,0 +1,106 @@
+//! # referral-fault-tests
+//!
+//! Fault cases for the example servers, tested the way outages behave: a
+//! PostgreSQL killed with SIGKILL and restarted, connections to it cut
+//! mid-transaction, an SMS sender that hangs, clients that stall or flood
+//! the server with idle connections, and SIGTERM under load. Every case
+//! talks to a server binary over loopback HTTP only (the harness of
+//! `referral-contract-tests`) and is bounded in time.
+//!
+//! Use it from a server crate's `tests/faults.rs`:
+//!
+//! ```ignore
+//! referral_fault_tests::fault_tests!(env!("CARGO_BIN_EXE_referral-server"));
+//! ```
+//!
+//! Stores: cases in `memory` and `postgres` run like the contract suite's
+//! (PostgreSQL: a fresh database on `DATABASE_URL`; skipped without it, or
+//! failing under `CI`). The `own_cluster` cases start a throwaway PostgreSQL
+//! cluster of their own ([`cluster::PgCluster`]), because they kill it; they
+//! need PostgreSQL's server binaries (skipped with a message without them,
+//! failing under `CI`).
+//!
+//! Set `CONTRACT_SERVER_LOG=debug` to see the servers' logs.
+
+pub mod cases;
+pub mod cluster;
+pub mod net;
+
+pub use referral_contract_tests::{Backend, Ctx};
+
+/// What a fault case runs against: the contract harness's [`Ctx`] and the
+/// server binary's path (for a server on a cluster of the case's own).
+#[derive(Debug, Clone)]
+pub struct Fx {
+    /// The contract harness context (fresh stores, servers).
+    pub ctx: Ctx,
+    /// The server binary.
+    pub bin: &'static str,
+}
+
+/// Runs one case on `backend` (see [`referral_contract_tests::run`]).
+///
+/// # Panics
+/// When the case fails.
+pub fn run<F, Fut>(bin: &'static str, backend: Backend, name: &str, case: F)
+where
+    F: FnOnce(Fx) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    referral_contract_tests::run(bin, backend, name, move |ctx| case(Fx { ctx, bin }));
+}
+
+/// Expands to one `#[test]` per case: modules `memory` and `postgres` (as
+/// the contract suite's) and `own_cluster` (cases that start, kill and
+/// restart a PostgreSQL cluster of their own).
+#[macro_export]
+macro_rules! fault_tests {
+    ($bin:expr) => {
+        $crate::__fault_cases! {
+            $bin;
+            both: sms_sender_hangs, stalled_headers_disconnected, stalled_body_times_out,
+                idle_connection_flood, shutdown_under_load;
+            postgres_only: backends_terminated_mid_stream, proxy_cut_mid_stream;
+            own_cluster: postgres_killed_and_restarted;
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __fault_cases {
+    ($bin:expr; both: $($case:ident),* $(,)?; postgres_only: $($pg:ident),* $(,)?;
+     own_cluster: $($own:ident),* $(,)?;) => {
+        mod memory {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::run($bin, $crate::Backend::Memory, stringify!($case), $crate::cases::$case);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::run($bin, $crate::Backend::Postgres, stringify!($case), $crate::cases::$case);
+                }
+            )*
+            $(
+                #[test]
+                fn $pg() {
+                    $crate::run($bin, $crate::Backend::Postgres, stringify!($pg), $crate::cases::$pg);
+                }
+            )*
+        }
+        mod own_cluster {
+            $(
+                #[test]
+                fn $own() {
+                    // The memory backend: the case brings its own PostgreSQL.
+                    $crate::run($bin, $crate::Backend::Memory, stringify!($own), $crate::cases::$own);
+                }
+            )*
+        }
+    };
+}
