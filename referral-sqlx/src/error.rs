@@ -9,8 +9,8 @@ use referral_core::StoreError;
 /// that are not PostgreSQL's protocol (a connection cut mid-message, a
 /// proxy or load balancer with no server behind it), the server shutting
 /// down or starting up, too many connections, a statement timeout, a
-/// read-only server after a failover). Anything else, a bug or a schema that
-/// does not match, is [`StoreError::Internal`].
+/// read-only server after a failover, its database missing). Anything else,
+/// a bug or a schema that does not match, is [`StoreError::Internal`].
 pub(crate) fn map(error: sqlx::Error) -> StoreError {
     if is_unavailable(&error) {
         StoreError::unavailable(error)
@@ -41,6 +41,9 @@ fn unavailable_sqlstate(code: &str) -> bool {
         || code.starts_with("57P") // admin/crash shutdown, cannot connect now, database dropped
         || code == "57014" // query canceled: statement_timeout
         || code == "25006" // read-only transaction: a standby after failover
+        // invalid catalog name: the database is gone (dropped, being restored)
+        // while the server runs; at start the migrations still fail loudly.
+        || code == "3D000"
 }
 
 /// Maps a migration error.
@@ -69,7 +72,9 @@ mod tests {
         assert!(!map(sqlx::Error::RowNotFound).is_transient());
         assert!(map(sqlx::Error::Protocol("unexpected response".into())).is_transient());
         assert!(!map(sqlx::Error::ColumnNotFound("x".into())).is_transient());
-        for code in ["08006", "57P01", "57P03", "53300", "57014", "25006"] {
+        for code in [
+            "08006", "57P01", "57P03", "53300", "57014", "25006", "3D000",
+        ] {
             assert!(unavailable_sqlstate(code), "{code}");
         }
         for code in ["23505", "42P01", "XX000", "40P01"] {

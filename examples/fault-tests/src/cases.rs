@@ -664,3 +664,27 @@ pub async fn postgres_killed_and_restarted(fx: Fx) {
     let _ = conn.close().await;
     drop(s);
 }
+
+/// The server's database dropped under it (`DROP DATABASE … WITH (FORCE)`:
+/// its connections are terminated, new ones fail with SQLSTATE 3D000): every
+/// route answers 503 `unavailable` in time, never 500, and `/health` 503.
+pub async fn database_dropped(fx: Fx) {
+    assert_eq!(fx.ctx.backend(), Backend::Postgres);
+    let db = fx.ctx.fresh_store().await.expect("a database");
+    let s = fx.ctx.server_on(Some(&db), OUTAGE_ENV).await;
+    let user = s.login(&phone(1)).await;
+    fx.ctx.drop_store(&db).await;
+    health_becomes(&s, 503, Duration::from_secs(5)).await;
+    let p2 = phone(2);
+    let (a, b, c, d, e) = tokio::join!(
+        s.request_code(&p2),
+        s.verify(&p2, "1234"),
+        s.get_auth("/api/profile", &user.token),
+        s.activate(&user.token, "AAAAAA"),
+        s.get_auth("/api/profile/referrals", &user.token),
+    );
+    for r in [a, b, c, d, e] {
+        assert!(r.elapsed < ANSWER_WITHIN, "{:?}", r.elapsed);
+        r.assert_error(503, Some("unavailable"));
+    }
+}

@@ -60,7 +60,7 @@ macro_rules! fault_tests {
             $bin;
             both: sms_sender_hangs, stalled_headers_disconnected, stalled_body_times_out,
                 idle_connection_flood, shutdown_under_load;
-            postgres_only: backends_terminated_mid_stream, proxy_cut_mid_stream;
+            postgres_only: backends_terminated_mid_stream, proxy_cut_mid_stream, database_dropped;
             own_cluster: postgres_killed_and_restarted;
         }
     };
