@@ -29,7 +29,7 @@ secs=${LOAD_SECS:-10}
 rounds=${LOAD_ROUNDS:-3}
 clients=${LOAD_CLIENTS:-64}
 code_clients=${LOAD_CODE_CLIENTS:-1000}
-invite_users=${LOAD_INVITE_USERS:-20000}
+invite_users=${LOAD_INVITE_USERS:-30000}
 if [[ "${1:-}" == --quick ]]; then
     secs=3
     rounds=1

@@ -13,7 +13,9 @@
 //! Each group `pg/<operation>/<clients>` has `pgstore` (the store, as the
 //! service calls it) and `raw` (the statements `PgStore` sends, through a bare
 //! sqlx pool of the same size without the acquire ping, results not
-//! decoded). A criterion "time" is wall time per operation with `clients`
+//! decoded). The profile groups also have `pgstore-ping-before-acquire`, the
+//! store on a pool configured as it was before the fix (sqlx's
+//! `test_before_acquire`: one more round trip per call). A criterion "time" is wall time per operation with `clients`
 //! operations in flight, so throughput is its inverse; the ratio of the
 //! medians is the store's cost over the floor (target: ≥ 80 % of raw's
 //! throughput).
@@ -77,6 +79,9 @@ fn t0() -> DateTime<Utc> {
 
 struct World {
     store: PgStore,
+    /// A store on a pool configured as `PgStore` was before the fix: sqlx's
+    /// `test_before_acquire`, a ping round trip on every checkout.
+    store_pinging: PgStore,
     raw: PgPool,
     admin: PgPool,
     key: OtpKey,
@@ -136,6 +141,18 @@ fn bench_profile(c: &mut Criterion, rt: &Runtime, w: &Arc<World>) {
                     async move {
                         let p = w.store.profile(pg::user_id(1 + i % OWNERS), 100).await;
                         assert!(p.expect("profile").is_some());
+                    }
+                }))
+            });
+        });
+        g.bench_function("pgstore-ping-before-acquire", |b| {
+            b.iter_custom(|iters| {
+                let w = Arc::clone(w);
+                rt.block_on(run(iters, clients, move |i| {
+                    let w = Arc::clone(&w);
+                    async move {
+                        let p = w.store_pinging.profile(pg::user_id(1 + i % OWNERS), 100);
+                        assert!(p.await.expect("profile").is_some());
                     }
                 }))
             });
@@ -319,6 +336,14 @@ fn main() {
             .connect_with(options.clone())
             .await
             .expect("a raw pool");
+        let store_pinging = PgStore::from_pool(
+            PgPoolOptions::new()
+                .max_connections(size)
+                .test_before_acquire(true)
+                .connect_with(options.clone())
+                .await
+                .expect("a pinging pool"),
+        );
         let admin = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -340,6 +365,7 @@ fn main() {
             .expect("analyze");
         let world = World {
             store,
+            store_pinging,
             raw,
             admin,
             key: OtpKey::from_bytes(&[7; 32]).expect("a key"),
@@ -359,6 +385,7 @@ fn main() {
     c.final_summary();
     rt.block_on(async {
         world.store.pool().close().await;
+        world.store_pinging.pool().close().await;
         world.raw.close().await;
         world.admin.close().await;
         pg::drop_database(&url, &options)

@@ -67,3 +67,4 @@ RETURNS void LANGUAGE sql AS $$
 $$;
 
 CREATE SEQUENCE IF NOT EXISTS referral_bench_next START 1;
+CREATE SEQUENCE IF NOT EXISTS referral_bench_next_code START 1;

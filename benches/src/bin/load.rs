@@ -421,11 +421,13 @@ fn start_bare(profile_body: Vec<u8>) -> (Runtime, SocketAddr) {
                 }
             }),
         );
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind the bare server");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the bare server");
     let addr = listener.local_addr().expect("an address");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking socket");
     rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
         let _ = axum::serve(listener, app).await;
     });
     (rt, addr)
