@@ -84,6 +84,23 @@ impl PgCluster {
             as_postgres,
         };
         if as_postgres {
+            let known = Command::new("id")
+                .args(["-u", "postgres"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !known {
+                run_ok(Command::new("useradd").args([
+                    "--system",
+                    "--user-group",
+                    "--home-dir",
+                    "/var/lib/postgresql",
+                    "--shell",
+                    "/bin/sh",
+                    "postgres",
+                ]));
+            }
             run_ok(Command::new("chown").arg("postgres").arg(&cluster.dir));
         }
         let initdb = cluster.bin.join("initdb");
