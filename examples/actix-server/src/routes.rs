@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{Error, HttpRequest, HttpResponse, Resource, Route, guard, web};
 use referral_server_common::assets::{self, Asset};
-use referral_server_common::{Api, ApiError, MAX_BODY_BYTES};
+use referral_server_common::{Api, ApiError, MAX_BODY_BYTES, MAX_HEADER_BYTES};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -68,8 +68,17 @@ where
 {
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let call = srv.call(req);
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    // Headers past the limit: 431, the handler never runs.
+    let call = (header_bytes <= MAX_HEADER_BYTES).then(|| srv.call(req));
     async move {
+        let Some(call) = call else {
+            return Err(ErrorAnswer(ApiError::for_status(431)).into());
+        };
         match actix_web::rt::time::timeout(timeout, call).await {
             Ok(Ok(response)) => {
                 let (request, response) = response.into_parts();
@@ -185,28 +194,15 @@ async fn read_json<T: DeserializeOwned>(
         }
         Ok(Ok(bytes)) => bytes,
     };
-    serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::invalid_body(e),
-        _ => ApiError::invalid_json(e),
-    })
+    referral_server_common::parse_json_body(&bytes)
 }
 
 /// Whether the request declares a JSON body (`application/json` or `application/*+json`).
 fn is_json(req: &HttpRequest) -> bool {
-    let Some(value) = req
-        .headers()
+    req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == JSON || (essence.starts_with("application/") && essence.ends_with("+json"))
+        .is_some_and(referral_server_common::is_json_content_type)
 }
 
 /// The `Authorization` header, if it is text.

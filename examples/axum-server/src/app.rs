@@ -4,14 +4,13 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use referral_server_common::assets::{self, Asset};
 use referral_server_common::dto::{CodeRequest, InviteRequest, VerifyRequest};
-use referral_server_common::{Api, ApiError, MAX_BODY_BYTES};
+use referral_server_common::{Api, ApiError, MAX_BODY_BYTES, MAX_HEADER_BYTES};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower_http::timeout::TimeoutLayer;
@@ -40,6 +39,7 @@ pub(crate) fn router(api: Api, request_timeout: Duration) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
+        .layer(axum::middleware::map_request(limit_headers))
         .layer(axum::middleware::map_response(envelope))
         .layer(
             TraceLayer::new_for_http()
@@ -112,19 +112,21 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(Error(json_rejection(&rejection))),
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(referral_server_common::is_json_content_type);
+        if !is_json {
+            return Err(Error(ApiError::unsupported_media_type()));
         }
-    }
-}
-
-fn json_rejection(rejection: &JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::JsonDataError(e) => ApiError::invalid_body(e.body_text()),
-        JsonRejection::JsonSyntaxError(e) => ApiError::invalid_json(e.body_text()),
-        JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),
-        other => ApiError::for_status(other.status().as_u16()),
+        // Over the body limit: 413.
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| Error(ApiError::for_status(rejection.status().as_u16())))?;
+        referral_server_common::parse_json_body(&bytes)
+            .map(Self)
+            .map_err(Error)
     }
 }
 
@@ -148,6 +150,20 @@ async fn envelope(response: Response) -> Response {
         }
     }
     enveloped
+}
+
+/// Refuses requests whose headers exceed [`MAX_HEADER_BYTES`] with 431, as
+/// actix-web does (hyper alone would take up to 400 KiB).
+async fn limit_headers(request: Request) -> Result<Request, Error> {
+    let bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if bytes > MAX_HEADER_BYTES {
+        return Err(Error(ApiError::for_status(431)));
+    }
+    Ok(request)
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {

@@ -193,6 +193,32 @@ impl Ctx {
     pub async fn server_on(&self, store: Option<&str>, env: &[(&str, &str)]) -> Server {
         Server::spawn(&self.bin, store, env).await
     }
+
+    /// Like [`Ctx::server_on`], but the server's stderr (its logs) is kept in
+    /// the returned [`Logs`] instead of being dropped, e.g. to assert that no
+    /// secret is ever logged. Set `RUST_LOG` in `env` for the level.
+    pub async fn server_with_logs(
+        &self,
+        store: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> (Server, Logs) {
+        let logs = Logs::default();
+        let server = Server::spawn_inner(&self.bin, store, env, Some(logs.clone())).await;
+        (server, logs)
+    }
+}
+
+/// The captured stderr of a server started with [`Ctx::server_with_logs`].
+/// Cheap to clone; every clone sees the same bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Everything the server wrote to stderr so far, lossily decoded.
+    #[must_use]
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
 }
 
 /// A running server process, killed when dropped.
@@ -210,6 +236,15 @@ impl Server {
     /// # Panics
     /// When the server does not start.
     pub async fn spawn(bin: &str, store: Option<&str>, env: &[(&str, &str)]) -> Self {
+        Self::spawn_inner(bin, store, env, None).await
+    }
+
+    async fn spawn_inner(
+        bin: &str,
+        store: Option<&str>,
+        env: &[(&str, &str)],
+        logs: Option<Logs>,
+    ) -> Self {
         let mut cmd = Command::new(bin);
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
@@ -232,13 +267,30 @@ impl Server {
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("CONTRACT_SERVER_LOG").is_some() {
+            .stderr(if logs.is_some() {
+                Stdio::piped()
+            } else if std::env::var_os("CONTRACT_SERVER_LOG").is_some() {
                 Stdio::inherit()
             } else {
                 Stdio::null()
             })
             .kill_on_drop(true);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        if let (Some(logs), Some(mut stderr)) = (logs, child.stderr.take()) {
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stderr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    logs.0
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&buf[..n]);
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())

@@ -24,7 +24,7 @@
 pub mod cases;
 pub mod harness;
 
-pub use harness::{Backend, Ctx, Resp, Server, User, run};
+pub use harness::{Backend, Ctx, Logs, Resp, Server, User, run};
 
 /// Expands to one `#[test]` per case and store: modules `memory` and
 /// `postgres`, each with a test named after the case.

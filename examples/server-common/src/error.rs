@@ -157,6 +157,11 @@ impl ApiError {
             411 => Self::new(411, "length_required", "send a Content-Length"),
             413 => Self::payload_too_large(),
             415 => Self::unsupported_media_type(),
+            431 => Self::new(
+                431,
+                "request_header_fields_too_large",
+                "the request's headers are too large",
+            ),
             429 => Self::too_many_requests("too many requests", Duration::from_secs(1)),
             400..=499 => Self::new(status, "bad_request", "the request was refused"),
             _ => Self::internal(),

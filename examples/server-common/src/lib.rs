@@ -36,6 +36,48 @@ pub use token::Tokens;
 /// The largest request body accepted: 16 KiB (larger: 413).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// The most header bytes (names, values and 4 bytes of framing each) a
+/// request may carry: 32 KiB; larger: 431 `request_header_fields_too_large`.
+/// (hyper and actix-web alone would take a 64 KiB header.)
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Whether a `Content-Type` value declares JSON: `application/json` or
+/// `application/*+json`, parameters (`; charset=utf-8`) allowed.
+#[must_use]
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses a request body, which must be a JSON object: 400 `invalid_json`
+/// when it is not JSON, 400 `invalid_body` when it is not an object or a
+/// field is missing or mistyped. (serde would otherwise read a struct from a
+/// JSON array too: `["+79991234567"]` as a code request.)
+///
+/// # Errors
+/// Those two answers.
+pub fn parse_json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = serde_json::from_slice::<T>(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid_body(e),
+        _ => ApiError::invalid_json(e),
+    })?;
+    // serde_json skips only these four bytes as whitespace.
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first == Some(&b'{') {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid_body("the body must be a JSON object"))
+    }
+}
+
 /// Logs to stderr (stdout carries only the `listening on` line), filtered by
 /// `RUST_LOG` (default `info`).
 pub fn init_tracing() {

@@ -1,0 +1,1208 @@
+//! The cases, one `async fn` each. Each spawns the server(s) it needs
+//! through the contract harness's [`Ctx`] and attacks them over HTTP (or raw
+//! TCP, where an HTTP client would refuse to send what an attacker can).
+//!
+//! Each case asserts the exact outcome its defence promises, so it fails when
+//! that defence is removed: e.g. without the per-phone daily lock the
+//! brute-force cases count more than 10 accepted guesses.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree as _;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use referral_contract_tests::harness::{SECRET, enc, join_all, jwt, phone, unix_now};
+use referral_contract_tests::{Backend, Ctx, Resp, Server};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sqlx::Connection as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Wrong guesses for one phone in any rolling 24 h with the default policy
+/// (`REFERRAL_OTP_MAX_FAILURES_PER_DAY`).
+pub const DAILY_GUESSES: u32 = 10;
+
+/// Wrong guesses that burn one code with the default policy
+/// (`REFERRAL_OTP_MAX_ATTEMPTS`).
+pub const GUESSES_PER_CODE: u32 = 5;
+
+// ---------------------------------------------------------------- helpers
+
+/// Distinct codes of `code`'s length, never `code` itself: the guesses of an
+/// attacker who never hits by luck, so that every guess is a wrong one.
+fn wrong_guesses(code: &str) -> impl Iterator<Item = String> + use<> {
+    let len = code.len();
+    let code = code.to_owned();
+    (0u64..)
+        .map(move |i| format!("{i:0len$}"))
+        .filter(move |g| *g != code)
+}
+
+/// Asserts an answer is below 500 and, when an error, has the JSON envelope.
+#[track_caller]
+fn assert_not_5xx_with_envelope(r: &Resp, what: &str) {
+    assert!(r.status < 500, "{what}: a server error: {r:?}");
+    if r.status >= 400 {
+        let code = r.body["error"]["code"].as_str();
+        let message = r.body["error"]["message"].as_str();
+        assert!(
+            r.content_type
+                .as_deref()
+                .is_some_and(|c| c.starts_with("application/json"))
+                && code.is_some_and(|c| {
+                    !c.is_empty()
+                        && c.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                })
+                && message.is_some_and(|m| !m.is_empty()),
+            "{what}: an error without the JSON envelope: {r:?}"
+        );
+    }
+}
+
+/// The brute-force attacker's best plan against one phone: send a code,
+/// guess it `plan[round]` times (6 once the plan runs out), send a new one,
+/// and so on, round-robin over `servers`, until the code route refuses.
+/// Returns the number of accepted guesses (401 `otp_invalid`) and the last
+/// code sent.
+async fn guess_serially(servers: &[&Server], victim: &str, plan: &[u32]) -> (u32, String) {
+    let mut guesses = 0;
+    let mut last = String::new();
+    for round in 0..20 {
+        let sender = servers[round % servers.len()];
+        let r = sender.request_code(victim).await;
+        if r.status == 429 {
+            r.assert_error(429, Some("too_many_requests"));
+            return (guesses, last);
+        }
+        assert_eq!(r.status, 202, "round {round}: {r:?}");
+        last = sender.outbox_code(victim).await;
+        let per_code = plan.get(round).copied().unwrap_or(6);
+        for (i, guess) in wrong_guesses(&last).take(per_code as usize).enumerate() {
+            let r = servers[(round + i) % servers.len()]
+                .verify(victim, &guess)
+                .await;
+            match r.status {
+                401 => {
+                    r.assert_error(401, Some("otp_invalid"));
+                    guesses += 1;
+                }
+                429 => {
+                    r.assert_error(429, Some("too_many_requests"));
+                    break;
+                }
+                _ => panic!("round {round}, guess {i}: {r:?}"),
+            }
+        }
+    }
+    panic!("the code route never refused {victim} after {guesses} accepted guesses");
+}
+
+/// Bursts of 20 concurrent wrong guesses at each code (round-robin over
+/// `servers`), a new code after each burst, until the code route refuses.
+/// Returns the accepted guesses per burst and the last code sent.
+async fn guess_in_bursts(servers: &[&Server], victim: &str) -> (Vec<u32>, String) {
+    let mut bursts = Vec::new();
+    let mut last = String::new();
+    for round in 0..5 {
+        let sender = servers[round % servers.len()];
+        let r = sender.request_code(victim).await;
+        if r.status == 429 {
+            r.assert_error(429, Some("too_many_requests"));
+            return (bursts, last);
+        }
+        assert_eq!(r.status, 202, "round {round}: {r:?}");
+        last = sender.outbox_code(victim).await;
+        let answers = join_all(wrong_guesses(&last).take(20).enumerate().map(|(i, guess)| {
+            let server = servers[i % servers.len()];
+            async move { server.verify(victim, &guess).await }
+        }))
+        .await;
+        let mut accepted = 0;
+        for r in answers {
+            if r.status == 401 {
+                r.assert_error(401, Some("otp_invalid"));
+                accepted += 1;
+            } else {
+                r.assert_error(429, Some("too_many_requests"));
+            }
+        }
+        bursts.push(accepted);
+    }
+    panic!("the code route never refused {victim}: bursts {bursts:?}");
+}
+
+/// Asserts every route answers 429 for a locked phone on every server, the
+/// right code included, with a `Retry-After` of hours (the 24 h window).
+async fn assert_locked(servers: &[&Server], victim: &str, right_code: &str) {
+    for s in servers {
+        for r in [
+            s.verify(victim, right_code).await,
+            s.verify(
+                victim,
+                &wrong_guesses(right_code).next().unwrap_or_default(),
+            )
+            .await,
+            s.request_code(victim).await,
+        ] {
+            let secs = r
+                .assert_error(429, Some("too_many_requests"))
+                .unwrap_or_default();
+            assert!(secs > 3600 && secs <= 86_400, "locked for a day: {r:?}");
+        }
+    }
+}
+
+/// An answer with every header but `Date`, for byte-for-byte comparisons.
+#[derive(Debug, PartialEq, Eq)]
+struct Exact {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+async fn exact(req: reqwest::RequestBuilder, phone: &str) -> Exact {
+    let res = req.send().await.expect("the server answers");
+    let status = res.status().as_u16();
+    let mut headers: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .filter(|(name, _)| name.as_str() != "date")
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    headers.sort();
+    let body = res.text().await.unwrap_or_default().replace(phone, "PHONE");
+    Exact {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn exact_code(s: &Server, phone: &str) -> Exact {
+    exact(
+        s.client()
+            .post(s.url("/api/auth/code"))
+            .json(&json!({ "phone": phone })),
+        phone,
+    )
+    .await
+}
+
+async fn exact_verify(s: &Server, phone: &str, code: &str) -> Exact {
+    exact(
+        s.client()
+            .post(s.url("/api/auth/verify"))
+            .json(&json!({ "phone": phone, "code": code })),
+        phone,
+    )
+    .await
+}
+
+/// Writes `request` to the server over raw TCP and reads the answer (at most
+/// 10 s, until the server closes or the head and a body arrive). The status,
+/// or `None` when the server closed without answering; and the text.
+async fn raw(s: &Server, request: &[u8]) -> (Option<u16>, String) {
+    let addr = s.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the server");
+    // The server may answer and close before it has read everything.
+    let _ = stream.write_all(request).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = stream.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
+    (status, text)
+}
+
+async fn assert_healthy(s: &Server, after: &str) {
+    let r = s.get("/health").await;
+    assert_eq!(r.status, 200, "/health after {after}: {r:?}");
+}
+
+/// Asserts nothing was sent to `phone` (the dev outbox has no code for it).
+async fn assert_nothing_sent(s: &Server, phone: &str) {
+    s.get(&format!("/api/dev/sms?phone={}", enc(phone)))
+        .await
+        .assert_error(404, Some("not_found"));
+}
+
+// ---------------------------------------------------------------- brute force
+
+/// The default policy (only the resend cooldown off, so no waiting): however
+/// the guesses are spread over resent codes, a phone takes exactly 10 wrong
+/// guesses (each a 401 `otp_invalid`); then every route answers 429 for it,
+/// the right code too, while other phones are free.
+pub async fn brute_force_budget_across_resends(ctx: Ctx) {
+    let s = ctx
+        .server(&[("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")])
+        .await;
+    let victim = phone(1);
+    let (guesses, last) = guess_serially(&[&s], &victim, &[1, 2, 3]).await;
+    assert_eq!(guesses, DAILY_GUESSES, "accepted guesses for one phone");
+    assert_locked(&[&s], &victim, &last).await;
+    // A code burns after 5: resending at the 5th guess does not help either.
+    let victim = phone(2);
+    let (guesses, last) = guess_serially(&[&s], &victim, &[5, 5, 5]).await;
+    assert_eq!(guesses, DAILY_GUESSES, "accepted guesses for one phone");
+    assert_locked(&[&s], &victim, &last).await;
+    // Other phones are untouched.
+    let user = s.login(&phone(3)).await;
+    assert_eq!(user.phone, phone(3));
+}
+
+/// 20 concurrent wrong guesses at one code: exactly 5 are taken (the code's
+/// attempts), the rest 429; a resent code takes 5 more; then the phone is
+/// locked: 10 in all, however the requests race.
+pub async fn brute_force_concurrent_guesses(ctx: Ctx) {
+    let s = ctx
+        .server(&[("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")])
+        .await;
+    let victim = phone(1);
+    let (bursts, last) = guess_in_bursts(&[&s], &victim).await;
+    assert_eq!(bursts, [GUESSES_PER_CODE, GUESSES_PER_CODE], "per burst");
+    assert_locked(&[&s], &victim, &last).await;
+}
+
+/// Two server processes on one database (same `REFERRAL_JWT_SECRET`): the
+/// guesses, serial or concurrent, spread over both still stop at 10 per
+/// phone, and both lock the phone.
+pub async fn brute_force_two_servers(ctx: Ctx) {
+    assert_eq!(ctx.backend(), Backend::Postgres);
+    let db = ctx.fresh_store().await.expect("a database");
+    let env = [("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")];
+    let a = ctx.server_on(Some(&db), &env).await;
+    let b = ctx.server_on(Some(&db), &env).await;
+    let victim = phone(1);
+    let (guesses, last) = guess_serially(&[&a, &b], &victim, &[1, 2, 3]).await;
+    assert_eq!(
+        guesses, DAILY_GUESSES,
+        "accepted guesses across two servers"
+    );
+    assert_locked(&[&a, &b], &victim, &last).await;
+    let victim = phone(2);
+    let (bursts, last) = guess_in_bursts(&[&a, &b], &victim).await;
+    assert_eq!(bursts, [GUESSES_PER_CODE, GUESSES_PER_CODE], "per burst");
+    assert_locked(&[&a, &b], &victim, &last).await;
+}
+
+// ---------------------------------------------------------------- SMS pumping
+
+/// `REFERRAL_SMS_MAX_SENDS_PER_HOUR=3`: three distinct phones get a code, the
+/// fourth 503 `sms_unavailable` with `Retry-After`, and nothing is sent to it;
+/// codes already sent still log in. Concurrent requests cannot overspend it.
+pub async fn sms_global_budget(ctx: Ctx) {
+    let s = ctx
+        .server(&[("REFERRAL_SMS_MAX_SENDS_PER_HOUR", "3")])
+        .await;
+    for i in 1..=3 {
+        let r = s.request_code(&phone(i)).await;
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    for i in 4..=5 {
+        let secs = s
+            .request_code(&phone(i))
+            .await
+            .assert_error(503, Some("sms_unavailable"))
+            .expect("Retry-After on the spent budget");
+        assert!((1..=3600).contains(&secs), "{secs}");
+        assert_nothing_sent(&s, &phone(i)).await;
+    }
+    let code = s.outbox_code(&phone(1)).await;
+    assert_eq!(s.verify(&phone(1), &code).await.status, 200);
+
+    let s = ctx
+        .server(&[("REFERRAL_SMS_MAX_SENDS_PER_HOUR", "5")])
+        .await;
+    let phones: Vec<String> = (100..112).map(phone).collect();
+    let answers = join_all(phones.iter().map(|p| s.request_code(p))).await;
+    let sent = answers.iter().filter(|r| r.status == 202).count();
+    assert_eq!(sent, 5, "{answers:?}");
+    for r in answers.iter().filter(|r| r.status != 202) {
+        r.assert_error(503, Some("sms_unavailable"))
+            .expect("Retry-After");
+    }
+}
+
+/// The global budget is one budget for every process sharing the database.
+pub async fn sms_global_budget_two_servers(ctx: Ctx) {
+    assert_eq!(ctx.backend(), Backend::Postgres);
+    let db = ctx.fresh_store().await.expect("a database");
+    let env = [("REFERRAL_SMS_MAX_SENDS_PER_HOUR", "4")];
+    let a = ctx.server_on(Some(&db), &env).await;
+    let b = ctx.server_on(Some(&db), &env).await;
+    for (i, s) in [(1, &a), (2, &a), (3, &b), (4, &b)] {
+        let r = s.request_code(&phone(i)).await;
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    for (i, s) in [(5, &a), (6, &b)] {
+        s.request_code(&phone(i))
+            .await
+            .assert_error(503, Some("sms_unavailable"))
+            .expect("Retry-After");
+        assert_nothing_sent(s, &phone(i)).await;
+    }
+    // Concurrently, on a fresh database: still 4 in all.
+    let db = ctx.fresh_store().await.expect("a database");
+    let a = ctx.server_on(Some(&db), &env).await;
+    let b = ctx.server_on(Some(&db), &env).await;
+    let phones: Vec<String> = (100..112).map(phone).collect();
+    let answers = join_all(phones.iter().enumerate().map(|(i, p)| {
+        let s = if i % 2 == 0 { &a } else { &b };
+        s.request_code(p)
+    }))
+    .await;
+    assert_eq!(
+        answers.iter().filter(|r| r.status == 202).count(),
+        4,
+        "{answers:?}"
+    );
+}
+
+/// `REFERRAL_ALLOWED_COUNTRY_CODES=7`: a UK (+44) or US (+1) phone answers
+/// 400 `invalid_phone` and nothing is sent; with `7,44` the same UK phone
+/// gets its code (so the refusal came from the allow-list).
+pub async fn sms_country_allow_list(ctx: Ctx) {
+    let uk = "+447911123456";
+    let s = ctx.server(&[("REFERRAL_ALLOWED_COUNTRY_CODES", "7")]).await;
+    for p in [uk, "+44 7911 123456", "+1 202 555 0143"] {
+        s.request_code(p)
+            .await
+            .assert_error(400, Some("invalid_phone"));
+    }
+    assert_nothing_sent(&s, uk).await;
+    let r = s.verify(uk, "1234").await;
+    assert!(matches!(r.status, 400 | 401), "{r:?}");
+    assert_eq!(s.request_code(&phone(1)).await.status, 202);
+
+    let s = ctx
+        .server(&[("REFERRAL_ALLOWED_COUNTRY_CODES", "7,44")])
+        .await;
+    let r = s.request_code(uk).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(s.outbox_code(uk).await.len(), 4);
+}
+
+// ---------------------------------------------------------------- enumeration
+
+/// The code route (and a wrong guess on the verify route) answers a user's
+/// phone exactly as it answers a stranger's: same status, same headers (all
+/// but `Date`), same body byte for byte but for the phone itself.
+pub async fn enumeration_code_route_alike(ctx: Ctx) {
+    let s = ctx
+        .server(&[("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")])
+        .await;
+    let (known, stranger, fresh) = (phone(1), phone(2), phone(3));
+    s.login(&known).await;
+    // The stranger with the same history: one code sent, never used.
+    assert_eq!(s.request_code(&stranger).await.status, 202);
+    let a = exact_code(&s, &known).await;
+    assert_eq!(a.status, 202, "{a:?}");
+    assert_eq!(a, exact_code(&s, &stranger).await, "known vs stranger");
+    assert_eq!(a, exact_code(&s, &fresh).await, "known vs never seen");
+    // A wrong guess at a live code.
+    let a = exact_verify(&s, &known, "0000").await;
+    let b = exact_verify(&s, &stranger, "0000").await;
+    if a.status == 401 && b.status == 401 {
+        assert_eq!(a, b, "wrong guess: known vs stranger");
+    }
+    // A guess where no code is live: a user whose code was used, and a phone
+    // never seen.
+    s.login(&phone(4)).await;
+    let a = exact_verify(&s, &phone(4), "0000").await;
+    assert_eq!(a.status, 401, "{a:?}");
+    assert_eq!(a, exact_verify(&s, &phone(5), "0000").await, "no live code");
+
+    // With the default cooldown, the 429 of a user and of a stranger.
+    let s = ctx.server(&[]).await;
+    s.login(&known).await;
+    assert_eq!(s.request_code(&stranger).await.status, 202);
+    let mut a = exact_code(&s, &known).await;
+    let mut b = exact_code(&s, &stranger).await;
+    assert_eq!(a.status, 429, "{a:?}");
+    // Retry-After may differ by the second that passed between the sends.
+    for x in [&mut a, &mut b] {
+        for (name, value) in &mut x.headers {
+            if name == "retry-after" {
+                let secs: u64 = value.parse().expect("whole seconds");
+                assert!((55..=60).contains(&secs), "{secs}");
+                "5x".clone_into(value);
+            }
+        }
+    }
+    assert_eq!(a, b, "cooldown: known vs stranger");
+}
+
+/// Unknown invite codes are limited per user (10 an hour by default): the
+/// 11th activation answers 429 with `Retry-After` even for a real code, and
+/// changes nothing; another user is not limited.
+pub async fn enumeration_invite_codes_limited(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let users = s.login_many(1, 3).await;
+    let (owner, attacker, other) = (&users[0], &users[1], &users[2]);
+    // '0' and '1' are not in the invite alphabet: these codes never exist.
+    for i in 0..10 {
+        s.activate(&attacker.token, &format!("0000{i:02}"))
+            .await
+            .assert_error(404, Some("invite_code_not_found"));
+    }
+    for code in [owner.invite_code.as_str(), "000099"] {
+        let secs = s
+            .activate(&attacker.token, code)
+            .await
+            .assert_error(429, Some("too_many_requests"))
+            .expect("Retry-After");
+        assert!((3000..=3600).contains(&secs), "{secs}");
+    }
+    let p = s.profile(&attacker.token).await;
+    assert_eq!(p["activated_invite_code"], Value::Null, "{p}");
+    assert_eq!(s.profile(&owner.token).await["referral_count"], 0);
+    let r = s.activate(&other.token, &owner.invite_code).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+// ---------------------------------------------------------------- tokens
+
+/// Every way of holding a token the server did not issue, or no longer
+/// honours, answers 401 `unauthorized` on every authenticated route; the
+/// real token still works.
+pub async fn tokens_refused(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let user = s.login(&phone(1)).await;
+    let now = unix_now();
+    let good = json!({ "sub": user.id, "iat": now, "exp": now + 3600 });
+    let secret = SECRET.as_bytes();
+    // The login-code key the server derives from the same secret.
+    let otp_key = {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+        mac.update(b"otp");
+        mac.finalize().into_bytes().to_vec()
+    };
+    let mut off_by_one = secret.to_vec();
+    off_by_one[0] ^= 1;
+    let longer = [secret, b"x"].concat();
+    let (head, rest) = user.token.split_once('.').expect("a JWT");
+    let (payload, signature) = rest.split_once('.').expect("a JWT");
+    let tokens: Vec<(&str, String)> = vec![
+        (
+            "forged (another secret)",
+            jwt(b"another-secret-another-secret-0123", "HS256", &good),
+        ),
+        (
+            "wrong key (secret, one bit off)",
+            jwt(&off_by_one, "HS256", &good),
+        ),
+        ("wrong key (secret + 1 byte)", jwt(&longer, "HS256", &good)),
+        (
+            "wrong key (the derived login-code key)",
+            jwt(&otp_key, "HS256", &good),
+        ),
+        (
+            "expired",
+            jwt(
+                secret,
+                "HS256",
+                &json!({ "sub": user.id, "iat": now - 600, "exp": now - 2 }),
+            ),
+        ),
+        ("alg none", jwt(b"", "none", &good)),
+        ("alg None", jwt(b"", "None", &good)),
+        ("alg NONE", jwt(b"", "NONE", &good)),
+        (
+            "alg none with a valid signature",
+            format!("{}{signature}", jwt(b"", "none", &good)),
+        ),
+        ("alg HS512 header", jwt(secret, "HS512", &good)),
+        ("alg HS384 header", jwt(secret, "HS384", &good)),
+        ("alg RS256 header", jwt(secret, "RS256", &good)),
+        ("alg ES256 header", jwt(secret, "ES256", &good)),
+        (
+            "truncated by one",
+            user.token[..user.token.len() - 1].to_owned(),
+        ),
+        ("no signature", format!("{head}.{payload}.")),
+        ("two parts", format!("{head}.{payload}")),
+        ("header only", head.to_owned()),
+        ("half", user.token[..user.token.len() / 2].to_owned()),
+        ("signature moved", format!("{signature}.{payload}.{head}")),
+        ("garbage", "not-a-token".to_owned()),
+        ("garbage dots", "...".to_owned()),
+        (
+            "garbage base64",
+            "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl".to_owned(),
+        ),
+        ("very long", "A".repeat(8 * 1024)),
+        (
+            "sub: another uuid",
+            jwt(
+                secret,
+                "HS256",
+                &json!({ "sub": "9b2f63a8-4d0b-4c4e-8f5e-2f0c3f3d6a11", "iat": now, "exp": now + 600 }),
+            ),
+        ),
+        (
+            "sub: nil uuid",
+            jwt(
+                secret,
+                "HS256",
+                &json!({ "sub": "00000000-0000-0000-0000-000000000000", "iat": now, "exp": now + 600 }),
+            ),
+        ),
+        (
+            "sub: admin",
+            jwt(
+                secret,
+                "HS256",
+                &json!({ "sub": "admin", "iat": now, "exp": now + 600 }),
+            ),
+        ),
+        (
+            "sub: empty",
+            jwt(
+                secret,
+                "HS256",
+                &json!({ "sub": "", "iat": now, "exp": now + 600 }),
+            ),
+        ),
+        (
+            "sub: a number",
+            jwt(
+                secret,
+                "HS256",
+                &json!({ "sub": 1, "iat": now, "exp": now + 600 }),
+            ),
+        ),
+        (
+            "sub: the phone",
+            jwt(
+                secret,
+                "HS256",
+                &json!({ "sub": user.phone, "iat": now, "exp": now + 600 }),
+            ),
+        ),
+        (
+            "no sub",
+            jwt(secret, "HS256", &json!({ "iat": now, "exp": now + 600 })),
+        ),
+        (
+            "no exp",
+            jwt(secret, "HS256", &json!({ "sub": user.id, "iat": now })),
+        ),
+        (
+            "exp as a string",
+            jwt(
+                secret,
+                "HS256",
+                &json!({ "sub": user.id, "iat": now, "exp": "9999999999" }),
+            ),
+        ),
+    ];
+    let mut headers: Vec<(String, Option<String>)> = tokens
+        .into_iter()
+        .map(|(what, t)| (what.to_owned(), Some(format!("Bearer {t}"))))
+        .collect();
+    for (what, value) in [
+        ("no header", None),
+        ("empty", Some(String::new())),
+        ("no Bearer", Some(user.token.clone())),
+        ("Basic", Some(format!("Basic {}", user.token))),
+        ("Token", Some(format!("Token {}", user.token))),
+        ("Bearer alone", Some("Bearer".to_owned())),
+        ("Bearer and a space", Some("Bearer ".to_owned())),
+        (
+            "Bearer twice",
+            Some(format!("Bearer Bearer {}", user.token)),
+        ),
+    ] {
+        headers.push((what.to_owned(), value));
+    }
+    for (path, post) in [
+        ("/api/profile", false),
+        ("/api/profile/referrals", false),
+        ("/api/profile/invite", true),
+    ] {
+        for (what, auth) in &headers {
+            let mut req = if post {
+                s.client()
+                    .post(s.url(path))
+                    .json(&json!({ "invite_code": "AAAAAA" }))
+            } else {
+                s.client().get(s.url(path))
+            };
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            let r = s.send(req).await;
+            assert!(
+                r.status == 401 && r.code() == "unauthorized",
+                "{path} with {what}: {r:?}"
+            );
+            r.assert_error(401, Some("unauthorized"));
+        }
+    }
+    // The real token works (so the refusals above are the token's doing).
+    let r = s.get_auth("/api/profile", &user.token).await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// A well-signed, unexpired token of a user deleted from the database (the
+/// row removed with SQL) answers 401 on every authenticated route; a new
+/// login of that phone is a new user, and the old token stays refused.
+pub async fn token_of_deleted_user(ctx: Ctx) {
+    assert_eq!(ctx.backend(), Backend::Postgres);
+    let db = ctx.fresh_store().await.expect("a database");
+    let s = ctx
+        .server_on(Some(&db), &[("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")])
+        .await;
+    let user = s.login(&phone(1)).await;
+    let bystander = s.login(&phone(2)).await;
+    assert_eq!(s.get_auth("/api/profile", &user.token).await.status, 200);
+    let mut conn = sqlx::PgConnection::connect(&db)
+        .await
+        .expect("connect to the case's database");
+    let deleted = sqlx::query("DELETE FROM referral_users WHERE id = $1::uuid")
+        .bind(&user.id)
+        .execute(&mut conn)
+        .await
+        .expect("DELETE the user")
+        .rows_affected();
+    assert_eq!(deleted, 1);
+    let _ = conn.close().await;
+    let assert_refused = |r: Resp, what: &str| {
+        assert!(
+            r.status == 401 && r.code() == "unauthorized",
+            "{what}: {r:?}"
+        );
+        r.assert_error(401, Some("unauthorized"));
+    };
+    assert_refused(s.get_auth("/api/profile", &user.token).await, "profile");
+    assert_refused(
+        s.get_auth("/api/profile/referrals", &user.token).await,
+        "referrals",
+    );
+    assert_refused(
+        s.activate(&user.token, &bystander.invite_code).await,
+        "invite",
+    );
+    assert_eq!(
+        s.profile(&bystander.token).await["referral_count"],
+        0,
+        "the refused activation changed nothing"
+    );
+    let again = s.login(&phone(1)).await;
+    assert_ne!(again.id, user.id, "a new user");
+    assert_refused(
+        s.get_auth("/api/profile", &user.token).await,
+        "profile, old token",
+    );
+}
+
+/// With `RUST_LOG=debug`, a full flow (codes sent, a wrong guess, logins, an
+/// activation, every profile route, the outbox, forged tokens) leaves no
+/// login code, no JWT secret and no access token in the server's logs.
+pub async fn secrets_never_logged(ctx: Ctx) {
+    let store = ctx.fresh_store().await;
+    // Eight-digit codes, so a code cannot turn up by chance in a timestamp.
+    let (s, logs) = ctx
+        .server_with_logs(
+            store.as_deref(),
+            &[
+                ("RUST_LOG", "debug"),
+                ("REFERRAL_OTP_LENGTH", "8"),
+                ("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0"),
+            ],
+        )
+        .await;
+    let mut codes = Vec::new();
+    let mut tokens = Vec::new();
+    for i in 1..=2 {
+        let p = phone(i);
+        let first = s.send_code(&p).await;
+        let wrong = wrong_guesses(&first).next().expect("a guess");
+        s.verify(&p, &wrong)
+            .await
+            .assert_error(401, Some("otp_invalid"));
+        let code = s.send_code(&p).await;
+        let r = s.verify(&p, &code).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        tokens.push(r.body["access_token"].as_str().expect("token").to_owned());
+        codes.extend([first, wrong, code]);
+    }
+    let owner_code = s.profile(&tokens[0]).await["invite_code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    assert_eq!(s.activate(&tokens[1], &owner_code).await.status, 200);
+    for t in &tokens {
+        assert_eq!(s.get_auth("/api/profile/referrals", t).await.status, 200);
+    }
+    let now = unix_now();
+    let forged = jwt(
+        SECRET.as_bytes(),
+        "HS512",
+        &json!({ "sub": "x", "iat": now, "exp": now + 60 }),
+    );
+    s.get_auth("/api/profile", &forged)
+        .await
+        .assert_error(401, Some("unauthorized"));
+    // Let the last lines reach the pipe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = logs.text();
+    assert!(
+        text.contains("DEBUG") || text.contains("debug"),
+        "debug logs were captured: {text}"
+    );
+    for code in &codes {
+        assert!(!text.contains(code.as_str()), "a login code in the logs");
+    }
+    assert!(!text.contains(SECRET), "the JWT secret in the logs");
+    for t in tokens.iter().chain([&forged]) {
+        let signature = t.rsplit('.').next().unwrap_or_default();
+        assert!(
+            !text.contains(t.as_str()) && !text.contains(signature),
+            "an access token in the logs"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- bad input
+
+/// Oversized, streamed-oversized, truncated, invalid-UTF-8, wrong-type and
+/// deeply nested JSON on every JSON route: a clear 4xx with the envelope,
+/// the server alive, and nothing sent.
+pub async fn malformed_json_refused(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let token = s.login(&phone(9)).await.token;
+    let target = phone(1);
+    let post = |path: &str, body: Vec<u8>| {
+        let mut req = s
+            .client()
+            .post(s.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if path == "/api/profile/invite" {
+            req = req.bearer_auth(&token);
+        }
+        req
+    };
+    let routes = ["/api/auth/code", "/api/auth/verify", "/api/profile/invite"];
+    // Over 16 KiB: 413.
+    let pad = "x".repeat(17 * 1024);
+    let big = json!({ "phone": target, "code": "1234", "invite_code": "AAAAAA", "pad": pad });
+    let nested_100k = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for path in routes {
+        for body in [big.to_string(), nested_100k.clone()] {
+            let r = s.send(post(path, body.into_bytes())).await;
+            r.assert_error(413, None);
+        }
+    }
+    // Deeply nested, within the size limit: 400, no stack overflow.
+    let arrays = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let objects = |n: usize| format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n));
+    let deep = [
+        arrays(8000),
+        format!("{{\"phone\": {}}}", arrays(8000)),
+        objects(2500),
+        format!("{{\"invite_code\": {}}}", objects(2500)),
+    ];
+    // A deeply nested unknown field is skipped (unknown fields are ignored)
+    // without recursing: the request is fine.
+    let r = s
+        .send(post(
+            "/api/auth/code",
+            format!("{{\"phone\": \"{}\", \"x\": {}}}", phone(2), arrays(8000)).into_bytes(),
+        ))
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    // Truncated, not UTF-8, wrong types.
+    let mut bad: Vec<Vec<u8>> = deep.iter().map(|b| b.clone().into_bytes()).collect();
+    for body in [
+        format!("{{\"phone\": \"{target}"),
+        format!("{{\"phone\": \"{target}\""),
+        format!("{{\"phone\": \"{target}\","),
+        "{\"phone\"".to_owned(),
+        "{".to_owned(),
+        "[".to_owned(),
+        "\"".to_owned(),
+        String::new(),
+        "null".to_owned(),
+        "123".to_owned(),
+        format!("[\"{target}\"]"),
+        "{\"phone\": 79990000001, \"code\": 1234, \"invite_code\": 123456}".to_owned(),
+        "{\"phone\": [\"+79990000001\"], \"code\": [\"1234\"], \"invite_code\": [\"AAAAAA\"]}"
+            .to_owned(),
+        "{\"phone\": {\"e164\": \"+79990000001\"}, \"code\": {}, \"invite_code\": {}}".to_owned(),
+        "{\"phone\": true, \"code\": false, \"invite_code\": true}".to_owned(),
+        "{\"phone\": null, \"code\": null, \"invite_code\": null}".to_owned(),
+        "{\"phone\": 1e999, \"code\": 1e999, \"invite_code\": -0}".to_owned(),
+    ] {
+        bad.push(body.into_bytes());
+    }
+    bad.push(b"{\"phone\": \"+7999\xd0\"}".to_vec());
+    bad.push(
+        b"{\"phone\": \"\xff\xfe\", \"code\": \"\xff\", \"invite_code\": \"\xc0\x80\"}".to_vec(),
+    );
+    bad.push(b"\xef\xbb\xbf{\"phone\": \"+79990000001\"".to_vec());
+    for path in routes {
+        for body in &bad {
+            let r = s.send(post(path, body.clone())).await;
+            assert!(
+                r.status == 400,
+                "{path} with {:?}: {r:?}",
+                String::from_utf8_lossy(&body[..body.len().min(80)])
+            );
+            r.assert_error(400, None);
+        }
+    }
+    // A chunked body that grows past 16 KiB, with no Content-Length.
+    let mut request = b"POST /api/auth/code HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+        Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        .to_vec();
+    let mut body = format!("{{\"phone\": \"{target}\", \"pad\": \"").into_bytes();
+    body.extend(std::iter::repeat_n(b'x', 20 * 1024));
+    body.extend_from_slice(b"\"}");
+    for chunk in body.chunks(1024) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let (status, text) = raw(&s, &request).await;
+    assert_eq!(status, Some(413), "a chunked 20 KiB body: {text}");
+    assert!(text.contains("\"error\""), "the envelope: {text}");
+    assert_healthy(&s, "hostile JSON").await;
+    assert_nothing_sent(&s, &target).await;
+    // And the phone was not charged: its first code goes out now.
+    assert_eq!(s.request_code(&target).await.status, 202);
+}
+
+/// Headers of absurd length or number: a 4xx (or a closed connection), never
+/// a crash; the server answers `/health` afterwards.
+pub async fn absurd_headers_refused(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let token = s.login(&phone(1)).await.token;
+    let big = |name: &str, len: usize| {
+        format!(
+            "GET /api/profile HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+             {name}: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(len)
+        )
+        .into_bytes()
+    };
+    let many = {
+        let mut r = format!(
+            "GET /api/profile HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        );
+        for i in 0..5000 {
+            r.push_str(&format!("X-H{i}: {i}\r\n"));
+        }
+        r.push_str("Connection: close\r\n\r\n");
+        r.into_bytes()
+    };
+    let long_auth = format!(
+        "GET /api/profile HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Connection: close\r\n\r\n",
+        "A".repeat(64 * 1024)
+    )
+    .into_bytes();
+    let long_path = format!(
+        "GET /api/profile/{} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        "a".repeat(64 * 1024)
+    )
+    .into_bytes();
+    for (what, request) in [
+        ("a 64 KiB header", big("X-Big", 64 * 1024)),
+        ("a 1 MiB header", big("X-Big", 1024 * 1024)),
+        ("a 64 KiB cookie", big("Cookie", 64 * 1024)),
+        ("5000 headers", many),
+        ("a 64 KiB Authorization", long_auth),
+        ("a 64 KiB path", long_path),
+    ] {
+        let (status, text) = raw(&s, &request).await;
+        if let Some(status) = status {
+            assert!(
+                (400..500).contains(&status),
+                "{what}: a 4xx, not {status}: {}",
+                &text[..text.len().min(300)]
+            );
+        }
+        assert_healthy(&s, what).await;
+    }
+}
+
+/// Unicode look-alikes of digits and letters in phones, login codes and
+/// invite codes: 400 with the envelope, and nothing changed: no code sent or
+/// charged, no guess counted, no unknown-invite failure counted, no
+/// activation.
+pub async fn unicode_lookalikes_refused(ctx: Ctx) {
+    let s = ctx.server(&[]).await;
+    let fullwidth = |s: &str| -> String {
+        s.chars()
+            .map(|c| match c {
+                '0'..='9' | 'A'..='Z' | 'a'..='z' | '+' => {
+                    char::from_u32(u32::from(c) - 0x21 + 0xFF01).unwrap_or(c)
+                }
+                c => c,
+            })
+            .collect()
+    };
+    let digits_from = |s: &str, zero: u32| -> String {
+        s.chars()
+            .map(|c| match c.to_digit(10) {
+                Some(d) => char::from_u32(zero + d).unwrap_or(c),
+                None => c,
+            })
+            .collect()
+    };
+    let with_zwsp = |s: &str| -> String {
+        let mut chars: Vec<char> = s.chars().collect();
+        chars.insert(chars.len() / 2, '\u{200B}');
+        chars.into_iter().collect()
+    };
+    // Phones.
+    let target = phone(1);
+    let phones = [
+        fullwidth(&target),
+        format!("+{}", fullwidth(&target[1..])),
+        digits_from(&target, 0x0660), // Arabic-Indic
+        digits_from(&target, 0x06F0), // Persian
+        digits_from(&target, 0x0966), // Devanagari
+        with_zwsp(&target),
+        format!("{target}\u{200B}"),
+        format!("\u{FEFF}{target}"),
+        format!("{target}\u{0301}"),
+        target.replace('0', "O"),
+        target.replace('0', "\u{041E}"), // Cyrillic O
+        target.replace('+', "\u{2795}"),
+    ];
+    for p in &phones {
+        let r = s.request_code(p).await;
+        assert_eq!(r.status, 400, "{p:?}: {r:?}");
+        r.assert_error(400, Some("invalid_phone"));
+        let r = s.verify(p, "1234").await;
+        assert_eq!(r.status, 400, "verify {p:?}: {r:?}");
+        r.assert_error(400, Some("invalid_phone"));
+    }
+    assert_nothing_sent(&s, &target).await;
+    assert_eq!(s.request_code(&target).await.status, 202, "not charged");
+    // Login codes: more look-alikes than the code's 5 attempts.
+    let code = s.outbox_code(&target).await;
+    let codes = [
+        fullwidth(&code),
+        digits_from(&code, 0x0660),
+        digits_from(&code, 0x06F0),
+        digits_from(&code, 0x0966),
+        digits_from(&code, 0x1D7CE), // mathematical bold digits
+        with_zwsp(&code),
+        format!("{code}\u{200B}"),
+        format!("\u{200B}{code}"),
+        code.chars().map(|c| format!("{c}\u{0332}")).collect(),
+    ];
+    for c in &codes {
+        let r = s.verify(&target, c).await;
+        assert_eq!(r.status, 400, "{c:?}: {r:?}");
+        r.assert_error(400, Some("invalid_code"));
+    }
+    let r = s.verify(&target, &code).await;
+    assert_eq!(r.status, 200, "no look-alike counted as a guess: {r:?}");
+    let owner = s.login(&phone(2)).await;
+    let me_token = r.body["access_token"].as_str().expect("token").to_owned();
+    // Invite codes: more look-alikes than the 10 unknown codes allowed.
+    let invite = owner.invite_code.clone();
+    let cyrillic: String = invite
+        .chars()
+        .map(|c| match c {
+            'A' => 'А',
+            'B' => 'В',
+            'C' => 'С',
+            'E' => 'Е',
+            'H' => 'Н',
+            'K' => 'К',
+            'M' => 'М',
+            'P' => 'Р',
+            'T' => 'Т',
+            'X' => 'Х',
+            'Y' => 'У',
+            '3' => 'З',
+            c => c,
+        })
+        .collect();
+    let mut invites = vec![
+        fullwidth(&invite),
+        fullwidth(&invite.to_lowercase()),
+        with_zwsp(&invite),
+        format!("{invite}\u{200B}"),
+        format!("\u{2060}{invite}"),
+        digits_from(&invite, 0x0660),
+        invite.chars().map(|c| format!("{c}\u{0301}")).collect(),
+        format!("{}\u{0130}", &invite[..5]), // Turkish dotted I
+        format!("{}\u{212A}", &invite[..5]), // Kelvin sign K
+        format!("{}\u{FB01}", &invite[..4]), // the ligature "fi"
+        format!("{}ß", &invite[..5]),
+        "ÄÖÜÉÈÇ".to_owned(),
+    ];
+    if cyrillic != invite {
+        invites.push(cyrillic);
+    }
+    for c in &invites {
+        if *c == invite {
+            continue;
+        }
+        let r = s.activate(&me_token, c).await;
+        assert_eq!(r.status, 400, "{c:?}: {r:?}");
+        r.assert_error(400, Some("invalid_invite_code"));
+    }
+    let p = s.profile(&me_token).await;
+    assert_eq!(p["activated_invite_code"], Value::Null, "{p}");
+    assert_eq!(s.profile(&owner.token).await["referral_count"], 0);
+    let r = s.activate(&me_token, &invite).await;
+    assert_eq!(r.status, 200, "no look-alike counted as unknown: {r:?}");
+}
+
+/// Strings worth trying as any field.
+const INTERESTING: &[&str] = &[
+    "+79990000001",
+    "+7 (999) 000-00-01",
+    "79990000001",
+    "+",
+    "",
+    " ",
+    "1234",
+    "0000",
+    "12345678",
+    "AAAAAA",
+    "a7kq2m",
+    "+٧٩٩٩٠٠٠٠٠٠١",
+    "+７９９９０００００００１",
+    "\u{200B}",
+    "\u{0}",
+    "%00",
+    "../../etc/passwd",
+    "' OR 1=1 --",
+    "<script>",
+    "🙂",
+    "null",
+];
+
+fn arb_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(&["phone", "code", "invite_code"][..]).prop_map(str::to_owned),
+        1 => "\\PC{0,8}",
+    ]
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "\\PC{0,24}".prop_map(Value::String),
+        prop::sample::select(INTERESTING).prop_map(|s| Value::String(s.to_owned())),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(arb_key(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn arb_body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        // An object with the routes' fields set to anything.
+        4 => prop::collection::btree_map(arb_key(), arb_json(), 0..4).prop_map(|m| {
+            serde_json::to_vec(&Value::Object(m.into_iter().collect())).unwrap_or_default()
+        }),
+        2 => arb_json().prop_map(|v| serde_json::to_vec(&v).unwrap_or_default()),
+        1 => prop::collection::vec(any::<u8>(), 0..256),
+    ]
+}
+
+/// How many random requests [`random_bodies_never_fail_the_server`] sends.
+pub const RANDOM_REQUESTS: u32 = 300;
+
+/// A proptest-driven stand-in for fuzzing the HTTP layer on stable: random
+/// JSON values (the routes' field names with values of every type, nested),
+/// random bytes and random query strings to every route. Never a 5xx, always
+/// the envelope on an error, and the server stays up. Bounded to
+/// [`RANDOM_REQUESTS`]; `SECURITY_FUZZ_SEED` replays a run.
+pub async fn random_bodies_never_fail_the_server(ctx: Ctx) {
+    let s = ctx
+        .server(&[("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")])
+        .await;
+    let token = s.login(&phone(1)).await.token;
+    let seed = std::env::var("SECURITY_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::UNIX_EPOCH
+                .elapsed()
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    let strategy = (0usize..5, arb_body(), "\\PC{0,40}");
+    for i in 0..RANDOM_REQUESTS {
+        let (route, body, query) = strategy
+            .new_tree(&mut runner)
+            .expect("a random request")
+            .current();
+        let c = s.client();
+        let json_post = |path: &str| {
+            c.post(s.url(path))
+                .header("content-type", "application/json")
+                .body(body.clone())
+        };
+        let (what, req) = match route {
+            0 => ("POST /api/auth/code", json_post("/api/auth/code")),
+            1 => ("POST /api/auth/verify", json_post("/api/auth/verify")),
+            2 => (
+                "POST /api/profile/invite",
+                json_post("/api/profile/invite").bearer_auth(&token),
+            ),
+            3 => (
+                "GET /api/profile/referrals",
+                c.get(format!("{}?{query}", s.url("/api/profile/referrals")))
+                    .bearer_auth(&token),
+            ),
+            _ => (
+                "GET /api/dev/sms",
+                c.get(format!("{}?{query}", s.url("/api/dev/sms"))),
+            ),
+        };
+        let r = s.send(req).await;
+        assert_not_5xx_with_envelope(
+            &r,
+            &format!(
+                "SECURITY_FUZZ_SEED={seed}, request {i}: {what} body {:?} query {query:?}",
+                String::from_utf8_lossy(&body)
+            ),
+        );
+    }
+    assert_healthy(&s, "random requests").await;
+}

@@ -1,0 +1,81 @@
+//! # referral-security-tests
+//!
+//! The abuse and bad-input suite of the example servers, black-box over HTTP
+//! like the contract suite (`referral-contract-tests`), whose harness it
+//! reuses: each case spawns the server binary on `127.0.0.1:0`, on the
+//! in-memory store and again on PostgreSQL (a fresh database per server on
+//! `DATABASE_URL`; without it the PostgreSQL runs are skipped with a message,
+//! or fail under `CI`). A few cases need two processes on one database, or
+//! SQL access to it, and run on PostgreSQL only.
+//!
+//! What it shows, each case able to fail when its defence is removed:
+//!
+//! | area | cases |
+//! |---|---|
+//! | brute force | the per-phone daily guess budget (10) holds across resends, concurrent guesses and two processes |
+//! | SMS pumping | the global send budget (503 `sms_unavailable` + `Retry-After`), also across processes; the country allow-list |
+//! | enumeration | the code route answers known and unknown phones byte for byte alike; unknown invite codes are limited per user |
+//! | tokens | forged, expired, `alg: none`, foreign algorithms, wrong keys, truncated, garbage, unknown and deleted users: 401; no code, secret or token in the logs |
+//! | bad input | oversized, truncated, wrong-type and deeply nested JSON; absurd headers; Unicode look-alikes; random bodies (a proptest stand-in for fuzzing) |
+//!
+//! Use it from a server crate's `tests/security.rs`:
+//!
+//! ```ignore
+//! referral_security_tests::security_tests!(env!("CARGO_BIN_EXE_referral-server"));
+//! ```
+//!
+//! `CONTRACT_SERVER_LOG=debug` shows the spawned servers' logs (except in the
+//! case that captures them). `SECURITY_FUZZ_SEED=<u64>` replays one run of
+//! the random-bodies case (its seed is printed when it fails).
+
+pub mod cases;
+
+#[doc(hidden)]
+pub use referral_contract_tests::{Backend, run};
+
+/// Expands to one `#[test]` per case and store: modules `memory` and
+/// `postgres`, each with a test named after the case.
+#[macro_export]
+macro_rules! security_tests {
+    ($bin:expr) => {
+        $crate::__security_cases! {
+            $bin;
+            both: brute_force_budget_across_resends, brute_force_concurrent_guesses,
+                sms_global_budget, sms_country_allow_list, enumeration_code_route_alike,
+                enumeration_invite_codes_limited, tokens_refused, secrets_never_logged,
+                malformed_json_refused, absurd_headers_refused, unicode_lookalikes_refused,
+                random_bodies_never_fail_the_server;
+            postgres_only: brute_force_two_servers, sms_global_budget_two_servers,
+                token_of_deleted_user;
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __security_cases {
+    ($bin:expr; both: $($case:ident),* $(,)?; postgres_only: $($pg:ident),* $(,)?;) => {
+        mod memory {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::run($bin, $crate::Backend::Memory, stringify!($case), $crate::cases::$case);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $case() {
+                    $crate::run($bin, $crate::Backend::Postgres, stringify!($case), $crate::cases::$case);
+                }
+            )*
+            $(
+                #[test]
+                fn $pg() {
+                    $crate::run($bin, $crate::Backend::Postgres, stringify!($pg), $crate::cases::$pg);
+                }
+            )*
+        }
+    };
+}
