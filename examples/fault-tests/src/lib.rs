@@ -21,6 +21,16 @@
 //! failing under `CI`).
 //!
 //! Set `CONTRACT_SERVER_LOG=debug` to see the servers' logs.
+//!
+//! | case | the defence it checks |
+//! |---|---|
+//! | `postgres_killed_and_restarted` | store errors map to 503 `unavailable`; the pool reconnects; committed data survives a crash |
+//! | `backends_terminated_mid_stream`, `proxy_cut_mid_stream` | the same for connections lost mid-transaction and a network cut |
+//! | `database_dropped` | SQLSTATE 3D000 is `Unavailable` in `referral-sqlx`, not `Internal` (500) |
+//! | `sms_sender_hangs` | `REFERRAL_SMS_TIMEOUT_MS`; the service revokes the code and does not charge the send |
+//! | `stalled_headers_disconnected`, `idle_connection_flood` | `REFERRAL_HEADER_TIMEOUT_SECS` (and `REFERRAL_MAX_CONNECTIONS`) |
+//! | `stalled_body_times_out` | `REFERRAL_REQUEST_TIMEOUT_SECS` covers reading the body |
+//! | `shutdown_under_load` | graceful shutdown: in-flight requests finish, then exit 0 |
 
 pub mod cases;
 pub mod cluster;
