@@ -22,7 +22,9 @@ use crate::dto::{
             `Retry-After` (whole seconds). Any route may answer 503 `unavailable` when the store \
             cannot be reached, 413 `payload_too_large` for bodies over 16 KiB, 415 \
             `unsupported_media_type` for a body that is not `application/json`, 400 `invalid_json` \
-            / `invalid_body` for malformed JSON or a missing or mistyped field, 404 `not_found` \
+            / `invalid_body` for malformed JSON, a body that is not an object, or a missing or \
+            mistyped field, 431 `request_header_fields_too_large` for headers over 32 KiB, \
+            404 `not_found` \
             for an unknown route and 405 `method_not_allowed` for a wrong method.",
         license(name = "MIT OR Apache-2.0")
     ),
