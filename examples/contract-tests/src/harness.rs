@@ -356,9 +356,19 @@ impl Server {
 
     /// Sends a request.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        self.try_send(req).await.expect("the server answers")
+    }
+
+    /// Sends a request, returning the client's error instead of panicking
+    /// (for answers a server may give while the body is still being sent,
+    /// such as 413, after which it may close the connection first).
+    ///
+    /// # Errors
+    /// The client's error when no answer was read.
+    pub async fn try_send(&self, req: reqwest::RequestBuilder) -> Result<Resp, reqwest::Error> {
         let started = Instant::now();
-        let res = req.send().await.expect("the server answers");
-        Resp::read(res, started.elapsed()).await
+        let res = req.send().await?;
+        Ok(Resp::read(res, started.elapsed()).await)
     }
 
     /// `GET path`.
