@@ -180,17 +180,22 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("activate_invite");
     let owner = Cell::new(0usize);
+    // Each activation a microsecond after the last, as on a real clock: a
+    // store keeps each referral list in (time, id) order, and equal times
+    // would make it sort where the baseline only appends.
+    let tick = Cell::new(0i64);
     let setup = || {
         let (id, _) = w.register_both();
         let o = owner.get();
         owner.set((o + 1) % OWNERS as usize);
-        (id, w.codes[o])
+        tick.set(tick.get() + 1);
+        (id, w.codes[o], w.t0 + TimeDelta::microseconds(tick.get()))
     };
     g.bench_function("memory", |b| {
         b.iter_batched(
             setup,
-            |(id, code)| {
-                black_box(ready(w.store.activate_invite(id, &code, &invite, w.t0)).unwrap())
+            |(id, code, at)| {
+                black_box(ready(w.store.activate_invite(id, &code, &invite, at)).unwrap())
             },
             BatchSize::SmallInput,
         );
@@ -198,7 +203,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("baseline", |b| {
         b.iter_batched(
             setup,
-            |(id, code)| black_box(w.base.activate(id, &code, w.t0)),
+            |(id, code, at)| black_box(w.base.activate(id, &code, at)),
             BatchSize::SmallInput,
         );
     });
