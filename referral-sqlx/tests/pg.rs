@@ -19,9 +19,10 @@ use referral_core::store::{
     ActivationOutcome, InvitePolicy, IssueOutcome, NewChallenge, NewUser, OtpStore, ReferralStore,
     RegisterOutcome, VerifyOutcome,
 };
+use referral_core::testkit::race;
 use referral_core::{InviteCode, PhoneNumber, StoreError, User, UserId};
 use referral_sqlx::{MIGRATOR, PgStore};
-use tokio::sync::{Barrier, RwLock};
+use tokio::sync::RwLock;
 
 /// The restart test stops the whole server: it takes this for writing, every
 /// other test of this binary for reading, so none runs while it does.
@@ -59,31 +60,6 @@ async fn two_stores() -> Option<(PgStore, PgStore)> {
         .unwrap();
     a.migrate().await.unwrap();
     Some((a, b))
-}
-
-/// Runs `n` tasks released at once by a barrier; their results in order.
-async fn race<T, F, Fut>(n: usize, task: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = T> + Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(n));
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let barrier = Arc::clone(&barrier);
-            let fut = task(i);
-            tokio::spawn(async move {
-                barrier.wait().await;
-                fut.await
-            })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(n);
-    for h in handles {
-        out.push(h.await.expect("task panicked"));
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
