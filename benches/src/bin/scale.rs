@@ -84,6 +84,46 @@ fn header(n: u64) {
     );
 }
 
+/// Profile, first page and middle page of the three users, `calls` times each.
+async fn measure<S: ReferralStore>(
+    label: &str,
+    store: &S,
+    users: &[(UserId, Option<ReferralCursor>)],
+    calls: usize,
+) {
+    let t = trio(calls, |who| async move {
+        let p = store
+            .profile(users[who].0, 100)
+            .await
+            .expect("profile")
+            .expect("user");
+        std::hint::black_box(p);
+    })
+    .await;
+    report(label, "profile", t);
+    let t = trio(calls, |who| async move {
+        let page = store
+            .referrals(users[who].0, None, 50)
+            .await
+            .expect("page")
+            .expect("user");
+        std::hint::black_box(page);
+    })
+    .await;
+    report(label, "referrals, first page", t);
+    let t = trio(calls, |who| async move {
+        let (id, cursor) = users[who];
+        let page = store
+            .referrals(id, cursor, 50)
+            .await
+            .expect("page")
+            .expect("user");
+        std::hint::black_box(page);
+    })
+    .await;
+    report(label, "referrals, middle page", t);
+}
+
 fn memory(n: u64) {
     let store = MemoryStore::new();
     let next = std::cell::Cell::new(0_u64);
@@ -124,45 +164,7 @@ fn memory(n: u64) {
         .build()
         .expect("a runtime");
     rt.block_on(async {
-        let t = trio(MEMORY_CALLS, |who| {
-            let (id, store) = (users[who].0, &store);
-            async move {
-                let p = store
-                    .profile(id, 100)
-                    .await
-                    .expect("profile")
-                    .expect("user");
-                std::hint::black_box(p);
-            }
-        })
-        .await;
-        report("memory", "profile", t);
-        let t = trio(MEMORY_CALLS, |who| {
-            let (id, store) = (users[who].0, &store);
-            async move {
-                let page = store
-                    .referrals(id, None, 50)
-                    .await
-                    .expect("page")
-                    .expect("user");
-                std::hint::black_box(page);
-            }
-        })
-        .await;
-        report("memory", "referrals, first page", t);
-        let t = trio(MEMORY_CALLS, |who| {
-            let ((id, cursor), store) = (users[who], &store);
-            async move {
-                let page = store
-                    .referrals(id, cursor, 50)
-                    .await
-                    .expect("page")
-                    .expect("user");
-                std::hint::black_box(page);
-            }
-        })
-        .await;
-        report("memory", "referrals, middle page", t);
+        measure("memory", &store, &users, MEMORY_CALLS).await;
     });
 }
 
@@ -203,45 +205,7 @@ async fn postgres(url: &str, n: u64) {
     let store = PgStore::connect_with(PgStoreOptions::from_connect_options(options.clone()))
         .await
         .expect("a store");
-    let t = trio(PG_CALLS, |who| {
-        let (id, store) = (users[who].0, &store);
-        async move {
-            let p = store
-                .profile(id, 100)
-                .await
-                .expect("profile")
-                .expect("user");
-            std::hint::black_box(p);
-        }
-    })
-    .await;
-    report("postgres", "profile", t);
-    let t = trio(PG_CALLS, |who| {
-        let (id, store) = (users[who].0, &store);
-        async move {
-            let page = store
-                .referrals(id, None, 50)
-                .await
-                .expect("page")
-                .expect("user");
-            std::hint::black_box(page);
-        }
-    })
-    .await;
-    report("postgres", "referrals, first page", t);
-    let t = trio(PG_CALLS, |who| {
-        let ((id, cursor), store) = (users[who], &store);
-        async move {
-            let page = store
-                .referrals(id, cursor, 50)
-                .await
-                .expect("page")
-                .expect("user");
-            std::hint::black_box(page);
-        }
-    })
-    .await;
-    report("postgres", "referrals, middle page", t);
+    measure("postgres", &store, &users, PG_CALLS).await;
     store.pool().close().await;
     admin.close().await;
     pg::drop_database(url, &options).await.expect("drop");
