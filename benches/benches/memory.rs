@@ -80,7 +80,7 @@ impl World {
         let id = ChallengeId::generate(&self.rng);
         NewChallenge {
             id,
-            hash: self.key.hash(phone, id, code),
+            hash: self.key.hash(phone, code),
             issued_at: self.t0,
             expires_at: self.t0 + TimeDelta::seconds(300),
         }

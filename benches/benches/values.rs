@@ -7,8 +7,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use referral_core::otp::{ChallengeId, OtpGuess};
-use referral_core::{InviteCode, OtpCode, OtpKey, PhoneNumber, Region, SeededRandom, ThreadRandom};
+use referral_core::otp::OtpGuess;
+use referral_core::{InviteCode, OtpCode, OtpKey, PhoneNumber, Region, ThreadRandom};
 
 fn benches(c: &mut Criterion) {
     let ru = Region::parse("RU").unwrap();
@@ -27,16 +27,16 @@ fn benches(c: &mut Criterion) {
     let key = OtpKey::from_bytes(&[3; 32]).unwrap();
     let phone: PhoneNumber = "+79991234567".parse().unwrap();
     let code = OtpCode::parse("1234", Default::default()).unwrap();
-    let id = ChallengeId::generate(&SeededRandom::new(1));
     c.bench_function("otp/generate_csprng", |b| {
         b.iter(|| OtpCode::generate(Default::default(), &ThreadRandom))
     });
     c.bench_function("otp/hash", |b| {
-        b.iter(|| key.hash(black_box(&phone), id, black_box(&code)))
+        b.iter(|| key.hash(black_box(&phone), black_box(&code)))
     });
-    let stored = key.hash(&phone, id, &code);
+    let stored = key.hash(&phone, &code);
+    let guess = OtpGuess::new(&key, &phone, &code);
     c.bench_function("otp/compare", |b| {
-        b.iter(|| OtpGuess::new(&key, black_box(&phone), black_box(&code)).matches(id, &stored));
+        b.iter(|| black_box(&guess).matches(black_box(&stored)));
     });
 }
 

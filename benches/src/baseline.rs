@@ -94,7 +94,7 @@ impl Baseline {
     ///
     /// # Panics
     /// When a lock is poisoned.
-    pub fn verify(&self, phone: PhoneNumber, guess: &OtpGuess<'_>, now: DateTime<Utc>) -> bool {
+    pub fn verify(&self, phone: PhoneNumber, guess: &OtpGuess, now: DateTime<Utc>) -> bool {
         let mut map = self.otp.lock().unwrap();
         let Some(s) = map.get_mut(&phone) else {
             return false;
@@ -102,13 +102,13 @@ impl Baseline {
         if s.failures.iter().filter(|t| **t > now - DAY).count() >= 10 {
             return false;
         }
-        let Some((id, hash, expires_at, wrong)) = s.live.as_mut() else {
+        let Some((_, hash, expires_at, wrong)) = s.live.as_mut() else {
             return false;
         };
         if *wrong >= 5 || now >= *expires_at {
             return false;
         }
-        if guess.matches(*id, hash) {
+        if guess.matches(hash) {
             s.live = None;
             return true;
         }

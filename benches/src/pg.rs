@@ -161,11 +161,7 @@ pub async fn insert_codes(
 ) -> Result<(), sqlx::Error> {
     let code = OtpCode::parse(BENCH_OTP, OtpLength::default()).expect("a valid code");
     let hashes: Vec<Vec<u8>> = (from..from + count)
-        .map(|n| {
-            key.hash(&crate::phone(n), challenge_id(n), &code)
-                .as_bytes()
-                .to_vec()
-        })
+        .map(|n| key.hash(&crate::phone(n), &code).as_bytes().to_vec())
         .collect();
     sqlx::query("SELECT referral_bench_codes($1, $2, $3)")
         .bind(big(from))

@@ -23,6 +23,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use hmac::digest::CtOutput;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -176,7 +177,18 @@ impl ChallengeId {
 }
 
 /// HMAC-SHA256 of a code, keyed with the server's [`OtpKey`] and bound to the
-/// phone and the [`ChallengeId`]. This, never the code, is what a store keeps.
+/// phone. This, never the code, is what a store keeps.
+///
+/// The hash does not depend on the [`ChallengeId`], so a guess's hash is known
+/// before the store is asked and a database can compare it inside the same
+/// statement that counts the guess (one round trip). Nothing is lost by it:
+/// without the key, a hash tells nothing about its code; with the key, the
+/// 10⁴ codes of a phone can be tried either way, since a challenge id would be
+/// stored next to its hash. Two challenges of one phone that drew the same
+/// code have equal hashes, which says only that the code repeated.
+///
+/// `==` on `OtpHash` is not constant-time; stores that compare in the process
+/// use [`OtpGuess::matches`], which is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct OtpHash([u8; 32]);
 
@@ -213,7 +225,8 @@ pub struct OtpKey(Hmac<Sha256>);
 #[error("the code-hashing key must have at least 32 bytes, not {0}")]
 pub struct OtpKeyError(pub usize);
 
-const HASH_DOMAIN: &[u8] = b"referral/otp/v1\0";
+/// Domain separation for the code hash. v1 also hashed the challenge id.
+const HASH_DOMAIN: &[u8] = b"referral/otp/v2\0";
 
 impl OtpKey {
     /// The shortest accepted key, in bytes.
@@ -258,24 +271,14 @@ impl OtpKey {
         <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!())
     }
 
-    fn keyed(&self, phone: &PhoneNumber, challenge: ChallengeId, code: &OtpCode) -> Hmac<Sha256> {
+    /// The hash a store keeps for `code` sent to `phone`.
+    #[must_use]
+    pub fn hash(&self, phone: &PhoneNumber, code: &OtpCode) -> OtpHash {
         let mut mac = self.0.clone();
         mac.update(HASH_DOMAIN);
         mac.update(&phone.digits().to_be_bytes());
-        mac.update(challenge.0.as_bytes());
         mac.update(code.expose().as_bytes());
-        mac
-    }
-
-    /// The hash a store keeps for `code`.
-    #[must_use]
-    pub fn hash(&self, phone: &PhoneNumber, challenge: ChallengeId, code: &OtpCode) -> OtpHash {
-        OtpHash(
-            self.keyed(phone, challenge, code)
-                .finalize()
-                .into_bytes()
-                .into(),
-        )
+        OtpHash(mac.finalize().into_bytes().into())
     }
 }
 
@@ -288,28 +291,43 @@ impl fmt::Debug for OtpKey {
 /// A guess at a phone's login code, handed to
 /// [`OtpStore::verify_otp`](crate::store::OtpStore::verify_otp) so the store
 /// can check it against the live challenge inside its atomic operation.
-#[derive(Debug, Clone, Copy)]
-pub struct OtpGuess<'a> {
-    key: &'a OtpKey,
-    phone: &'a PhoneNumber,
-    code: &'a OtpCode,
+///
+/// It holds only the guess's [`OtpHash`], computed once when it is made: a
+/// store either compares it in the process with [`OtpGuess::matches`]
+/// (constant-time) or sends [`OtpGuess::hash`] to a database that compares it
+/// in the statement that counts the guess.
+#[derive(Clone, Copy)]
+pub struct OtpGuess {
+    hash: OtpHash,
 }
 
-impl<'a> OtpGuess<'a> {
-    /// A guess of `code` for `phone`, checked with `key`.
+impl OtpGuess {
+    /// A guess of `code` for `phone`, hashed with `key`.
     #[must_use]
-    pub fn new(key: &'a OtpKey, phone: &'a PhoneNumber, code: &'a OtpCode) -> Self {
-        Self { key, phone, code }
+    pub fn new(key: &OtpKey, phone: &PhoneNumber, code: &OtpCode) -> Self {
+        Self {
+            hash: key.hash(phone, code),
+        }
     }
 
-    /// Whether the guess is the code hashed into `stored` for `challenge`,
-    /// compared in constant time.
+    /// The guess's hash, for stores that compare inside a database.
     #[must_use]
-    pub fn matches(&self, challenge: ChallengeId, stored: &OtpHash) -> bool {
-        self.key
-            .keyed(self.phone, challenge, self.code)
-            .verify_slice(&stored.0)
-            .is_ok()
+    pub fn hash(&self) -> &OtpHash {
+        &self.hash
+    }
+
+    /// Whether the guess is the code hashed into `stored`, compared in
+    /// constant time.
+    #[must_use]
+    pub fn matches(&self, stored: &OtpHash) -> bool {
+        let ours = CtOutput::<Hmac<Sha256>>::new(self.hash.0.into());
+        ours == CtOutput::new(stored.0.into())
+    }
+}
+
+impl fmt::Debug for OtpGuess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OtpGuess(..)")
     }
 }
 
@@ -415,22 +433,22 @@ mod tests {
     }
 
     #[test]
-    fn hash_is_bound_to_phone_challenge_and_key() {
-        let rng = SeededRandom::new(3);
+    fn hash_is_bound_to_phone_code_and_key() {
         let key = OtpKey::from_bytes(&[1u8; 32]).unwrap();
         let other_key = OtpKey::derive(&[1u8; 32], "other").unwrap();
         let a: PhoneNumber = "+79991234567".parse().unwrap();
         let b: PhoneNumber = "+79991234568".parse().unwrap();
         let code = OtpCode::parse("1234", four()).unwrap();
-        let (c1, c2) = (ChallengeId::generate(&rng), ChallengeId::generate(&rng));
-        let h = key.hash(&a, c1, &code);
-        assert!(OtpGuess::new(&key, &a, &code).matches(c1, &h));
-        assert!(!OtpGuess::new(&key, &a, &code).matches(c2, &h));
-        assert!(!OtpGuess::new(&key, &b, &code).matches(c1, &h));
-        assert!(!OtpGuess::new(&other_key, &a, &code).matches(c1, &h));
+        let h = key.hash(&a, &code);
+        assert!(OtpGuess::new(&key, &a, &code).matches(&h));
+        assert_eq!(OtpGuess::new(&key, &a, &code).hash(), &h);
+        assert!(!OtpGuess::new(&key, &b, &code).matches(&h));
+        assert!(!OtpGuess::new(&other_key, &a, &code).matches(&h));
         let wrong = OtpCode::parse("1235", four()).unwrap();
-        assert!(!OtpGuess::new(&key, &a, &wrong).matches(c1, &h));
-        assert_ne!(key.hash(&a, c2, &code), h);
+        assert!(!OtpGuess::new(&key, &a, &wrong).matches(&h));
+        // A code of another length is another code, not a prefix.
+        let longer = OtpCode::parse("12340", OtpLength::new(5).unwrap()).unwrap();
+        assert!(!OtpGuess::new(&key, &a, &longer).matches(&h));
     }
 
     #[test]

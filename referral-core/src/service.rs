@@ -461,7 +461,7 @@ impl ReferralService {
         let id = ChallengeId::generate(self.random.as_ref());
         let challenge = NewChallenge {
             id,
-            hash: self.key.hash(phone, id, &code),
+            hash: self.key.hash(phone, &code),
             issued_at: now,
             expires_at: now + delta(policy.ttl),
         };

@@ -168,7 +168,7 @@ pub trait OtpStore: Send + Sync + 'static {
     ///    [`VerifyOutcome::NoChallenge`];
     /// 3. `max_attempts` wrong guesses taken → [`VerifyOutcome::Burned`];
     /// 4. `now >= expires_at` → [`VerifyOutcome::Expired`];
-    /// 5. `guess.matches(id, hash)` → consume the challenge,
+    /// 5. `guess.matches(hash)` → consume the challenge,
     ///    [`VerifyOutcome::Verified`];
     /// 6. otherwise count one wrong guess on the challenge and one for the
     ///    phone at `now`, [`VerifyOutcome::Mismatch`].
@@ -181,7 +181,7 @@ pub trait OtpStore: Send + Sync + 'static {
     async fn verify_otp(
         &self,
         phone: &PhoneNumber,
-        guess: &OtpGuess<'_>,
+        guess: &OtpGuess,
         policy: &OtpPolicy,
         now: DateTime<Utc>,
     ) -> Result<VerifyOutcome, StoreError>;
@@ -405,7 +405,7 @@ macro_rules! forward_stores {
             async fn verify_otp(
                 &self,
                 phone: &PhoneNumber,
-                guess: &OtpGuess<'_>,
+                guess: &OtpGuess,
                 policy: &OtpPolicy,
                 now: DateTime<Utc>,
             ) -> Result<VerifyOutcome, StoreError> {

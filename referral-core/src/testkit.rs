@@ -527,7 +527,7 @@ pub mod cases {
         let code = OtpCode::parse("4321", Default::default()).expect("code");
         let challenge = NewChallenge {
             id,
-            hash: h.key.hash(&other, id, &code),
+            hash: h.key.hash(&other, &code),
             issued_at: h.now(),
             expires_at: h.now() + TimeDelta::seconds(300),
         };
@@ -552,7 +552,7 @@ pub mod cases {
         let id2 = ChallengeId::generate(&rng);
         let again = NewChallenge {
             id: id2,
-            hash: h.key.hash(&other, id2, &code),
+            hash: h.key.hash(&other, &code),
             ..challenge
         };
         let out = h
@@ -577,7 +577,7 @@ pub mod cases {
             let id = ChallengeId::generate(&rng);
             let c = NewChallenge {
                 id,
-                hash: h.key.hash(&phone, id, &code),
+                hash: h.key.hash(&phone, &code),
                 issued_at: h.now(),
                 expires_at: h.now() + TimeDelta::seconds(300),
             };

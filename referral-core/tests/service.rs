@@ -57,7 +57,7 @@ impl OtpStore for Otp {
     async fn verify_otp(
         &self,
         phone: &PhoneNumber,
-        _: &OtpGuess<'_>,
+        _: &OtpGuess,
         _: &OtpPolicy,
         now: DateTime<Utc>,
     ) -> Result<VerifyOutcome, StoreError> {
@@ -223,7 +223,7 @@ async fn request_code_stores_only_the_keyed_hash_of_the_code_it_sends() {
     sms.expect_send().times(1).returning(move |m| {
         let c = seen.lock().unwrap().expect("stored before sending");
         assert_eq!(m.to, phone());
-        assert_eq!(check_key.hash(&m.to, c.id, &m.code), c.hash);
+        assert_eq!(check_key.hash(&m.to, &m.code), c.hash);
         Ok(())
     });
     let s = ReferralService::builder_with(

@@ -186,7 +186,7 @@ impl OtpStore for MemoryStore {
     async fn verify_otp(
         &self,
         phone: &PhoneNumber,
-        guess: &OtpGuess<'_>,
+        guess: &OtpGuess,
         policy: &OtpPolicy,
         now: DateTime<Utc>,
     ) -> Result<VerifyOutcome, StoreError> {
@@ -209,7 +209,7 @@ impl OtpStore for MemoryStore {
         if now >= live.expires_at {
             return Ok(VerifyOutcome::Expired);
         }
-        if guess.matches(live.id, &live.hash) {
+        if guess.matches(&live.hash) {
             state.live = None;
             if state.is_empty() {
                 shard.remove(phone);

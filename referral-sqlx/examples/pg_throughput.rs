@@ -151,7 +151,7 @@ async fn main() -> Result<(), Error> {
                 let id = ChallengeId::generate(&SeededRandom::new(i as u64 ^ (run_id << 40)));
                 let challenge = NewChallenge {
                     id,
-                    hash: key.hash(&p, id, &code),
+                    hash: key.hash(&p, &code),
                     issued_at: t0,
                     expires_at: t0 + TimeDelta::minutes(5),
                 };

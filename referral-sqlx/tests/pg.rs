@@ -9,11 +9,13 @@
 mod common;
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use referral_core::otp::{ChallengeId, OtpCode, OtpGuess, OtpKey, OtpLength, OtpPolicy};
+use referral_core::otp::{ChallengeId, OtpCode, OtpGuess, OtpHash, OtpKey, OtpLength, OtpPolicy};
 use referral_core::random::SeededRandom;
 use referral_core::store::{
     ActivationOutcome, InvitePolicy, IssueOutcome, NewChallenge, NewUser, OtpStore, ReferralStore,
@@ -22,6 +24,8 @@ use referral_core::store::{
 use referral_core::testkit::race;
 use referral_core::{InviteCode, PhoneNumber, StoreError, User, UserId};
 use referral_sqlx::{MIGRATOR, PgStore};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, Migrator};
 use tokio::sync::RwLock;
 
 /// The restart test stops the whole server: it takes this for writing, every
@@ -94,6 +98,71 @@ async fn migrations_run_twice_and_concurrently_are_harmless() {
         .unwrap();
     assert_eq!(n, MIGRATOR.iter().count() as i64);
     c.health_check().await;
+}
+
+/// The migrations before `verify_otp` compared hashes in the database, as a
+/// source for `Migrator::new`.
+#[derive(Debug)]
+struct MigrationsUpTo(i64);
+
+impl<'s> MigrationSource<'s> for MigrationsUpTo {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        let up_to: Vec<Migration> = MIGRATOR
+            .iter()
+            .filter(|m| m.version <= self.0)
+            .cloned()
+            .collect();
+        Box::pin(async move { Ok(up_to) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrading_to_one_call_verify_asks_live_codes_again_without_charging() {
+    let _gate = SERVER.read().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    let store = PgStore::connect_with(common::test_options(connect))
+        .await
+        .unwrap();
+    let before = Migrator::new(MigrationsUpTo(20261123000002)).await.unwrap();
+    before.run(store.pool()).await.unwrap();
+
+    // A code sent before the upgrade, hashed the old way (any bytes will do:
+    // no guess hashed the new way can match them).
+    let rng = SeededRandom::new(9);
+    let key = OtpKey::generate(&rng);
+    let code = OtpCode::parse("1234", OtpLength::default()).unwrap();
+    let p = phone(1);
+    let policy = OtpPolicy::default();
+    let old = NewChallenge {
+        id: ChallengeId::generate(&rng),
+        hash: OtpHash::from_bytes([7; 32]),
+        issued_at: t0(),
+        expires_at: t0() + TimeDelta::seconds(300),
+    };
+    let out = store.issue_otp(&p, &old, &policy, t0()).await.unwrap();
+    assert!(matches!(out, IssueOutcome::Issued { .. }), "{out:?}");
+
+    store.migrate().await.unwrap();
+    let guess = OtpGuess::new(&key, &p, &code);
+    let out = store.verify_otp(&p, &guess, &policy, t0()).await.unwrap();
+    assert_eq!(out, VerifyOutcome::NoChallenge, "not a counted mismatch");
+    // The old send stays charged: the cooldown still holds.
+    let new = NewChallenge {
+        id: ChallengeId::generate(&rng),
+        hash: key.hash(&p, &code),
+        ..old
+    };
+    let out = store.issue_otp(&p, &new, &policy, t0()).await.unwrap();
+    assert!(matches!(out, IssueOutcome::Cooldown { .. }), "{out:?}");
+    let later = t0() + TimeDelta::seconds(61);
+    let out = store.issue_otp(&p, &new, &policy, later).await.unwrap();
+    assert!(matches!(out, IssueOutcome::Issued { .. }), "{out:?}");
+    let out = store.verify_otp(&p, &guess, &policy, later).await.unwrap();
+    assert_eq!(out, VerifyOutcome::Verified);
 }
 
 /// `health` of both ports, answered.
@@ -248,7 +317,7 @@ async fn two_pools_racing_verify_one_code_once() {
         let id = ChallengeId::generate(&rng);
         let challenge = NewChallenge {
             id,
-            hash: key.hash(&p, id, &code),
+            hash: key.hash(&p, &code),
             issued_at: t0(),
             expires_at: t0() + TimeDelta::minutes(5),
         };
@@ -291,7 +360,7 @@ async fn two_pools_racing_verify_one_code_once() {
             ));
             let challenge = NewChallenge {
                 id,
-                hash: key.hash(&p, id, &code),
+                hash: key.hash(&p, &code),
                 issued_at: later,
                 expires_at: later + TimeDelta::minutes(5),
             };
@@ -719,7 +788,7 @@ async fn purge_forgets_only_what_no_rule_needs() {
             p,
             NewChallenge {
                 id,
-                hash: key.hash(&p, id, &code),
+                hash: key.hash(&p, &code),
                 issued_at: at,
                 expires_at: at + TimeDelta::minutes(5),
             },
