@@ -12,7 +12,8 @@
 #   - the default 1-2 s delay:  code (1000 clients, against a bare 1-2 s route).
 # A server has one delay setting, hence one server per delay.
 #
-# The memory store always; PostgreSQL with DATABASE_URL, or else a throwaway
+# The memory store always (DATABASE_URL is removed from the memory servers'
+# environment); PostgreSQL with DATABASE_URL, or else a throwaway
 # cluster this script starts when PostgreSQL's binaries are installed (as
 # scripts/test.sh does); otherwise the PostgreSQL scenarios are skipped with a
 # message. Each PostgreSQL server gets a fresh database `referral_load_*`.
@@ -70,7 +71,10 @@ start_server() {
     shift
     local out="$tmp/$name.out"
     : >"$out"
-    env REFERRAL_LISTEN=127.0.0.1:0 \
+    # -u DATABASE_URL: the memory store must not inherit an exported
+    # DATABASE_URL (the server would silently use PostgreSQL); the
+    # PostgreSQL runs pass their own in "$@".
+    env -u DATABASE_URL REFERRAL_LISTEN=127.0.0.1:0 \
         REFERRAL_JWT_SECRET=load-harness-secret-0123456789abcdef \
         RUST_LOG=warn \
         "$@" "$server_bin" >"$out" 2>"$tmp/$name.err" &

@@ -241,12 +241,12 @@ async fn activate_invite(
     req: HttpRequest,
     body: web::Payload,
 ) -> HttpResponse {
-    let auth = authorization(&req);
-    if let Err(e) = api.authenticate(auth) {
-        return error_response(&e);
-    }
+    let user = match api.authenticate(authorization(&req)) {
+        Ok(user) => user,
+        Err(e) => return error_response(&e),
+    };
     match read_json(&req, body).await {
-        Ok(body) => respond(StatusCode::OK, api.activate_invite(auth, body).await),
+        Ok(body) => respond(StatusCode::OK, api.activate_invite(user, body).await),
         Err(e) => error_response(&e),
     }
 }

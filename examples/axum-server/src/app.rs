@@ -200,11 +200,10 @@ async fn activate_invite(
     headers: HeaderMap,
     body: Result<Body<InviteRequest>, Error>,
 ) -> Result<Response, Error> {
-    let auth = authorization(&headers);
     // The token first: a caller without one learns nothing from the body.
-    api.authenticate(auth)?;
+    let user = api.authenticate(authorization(&headers))?;
     let Body(body) = body?;
-    let profile = api.activate_invite(auth, body).await?;
+    let profile = api.activate_invite(user, body).await?;
     Ok(json(StatusCode::OK, &profile))
 }
 

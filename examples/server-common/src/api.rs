@@ -218,17 +218,19 @@ impl Api {
         Ok(ProfileResponse::from(&profile))
     }
 
-    /// `POST /api/profile/invite` (200). Authenticates first, then reads the
-    /// body, so a caller without a token learns nothing about codes.
+    /// `POST /api/profile/invite` (200) for `user`, the caller the handler
+    /// already got from [`Api::authenticate`]: the handler authenticates
+    /// before it reads the body (so a caller without a token learns nothing
+    /// about codes) and passes the id on, so the token is verified once per
+    /// request, not twice.
     ///
     /// # Errors
     /// The route's error answers.
     pub async fn activate_invite(
         &self,
-        authorization: Option<&str>,
+        user: UserId,
         body: InviteRequest,
     ) -> Result<ProfileResponse, ApiError> {
-        let user = self.authenticate(authorization)?;
         let code = InviteCode::parse(&body.invite_code)?;
         let activation = self.inner.service.activate_invite(user, &code).await?;
         Ok(ProfileResponse::from(&activation.profile))
