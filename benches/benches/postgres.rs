@@ -19,6 +19,10 @@
 //! operations in flight, so throughput is its inverse; the ratio of the
 //! medians is the store's cost over the floor (target: ≥ 80 % of raw's
 //! throughput).
+//!
+//! Within a group the first of the two pools to run pays a penalty (verify:
+//! up to 2×, see PERFORMANCE.md), so compare the two at the same position:
+//! run once as is and once with `REFERRAL_BENCH_RAW_FIRST=1`.
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::future::Future;
