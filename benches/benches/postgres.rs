@@ -20,9 +20,9 @@
 //! medians is the store's cost over the floor (target: ≥ 80 % of raw's
 //! throughput).
 //!
-//! Within a group the first of the two pools to run pays a penalty (verify:
-//! up to 2×, see PERFORMANCE.md), so compare the two at the same position:
-//! run once as is and once with `REFERRAL_BENCH_RAW_FIRST=1`.
+//! `REFERRAL_BENCH_RAW_FIRST=1` runs `raw` first in each group: running both
+//! orders is how the cached sequential-scan plans fixed by referral-sqlx's
+//! migration 4 showed up (PERFORMANCE.md).
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::future::Future;

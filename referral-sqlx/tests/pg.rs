@@ -165,6 +165,87 @@ async fn upgrading_to_one_call_verify_asks_live_codes_again_without_charging() {
     assert_eq!(out, VerifyOutcome::Verified);
 }
 
+/// Every lookup in the rule functions goes through an index (migration 4),
+/// even on tables small enough for the planner to prefer a sequential scan —
+/// a plan a session would otherwise keep while the table grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rule_functions_never_scan_whole_tables() {
+    let _gate = SERVER.read().await;
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    let rng = SeededRandom::new(10);
+    let alice = register(&store, &rng, 1).await;
+    let key = OtpKey::generate(&rng);
+    let code = OtpCode::parse("1234", OtpLength::default()).unwrap();
+    let day = 86_400_000_000_i64;
+    // One transaction on one connection: pg_stat_xact_user_tables counts the
+    // scans of this backend not yet reported (those inside functions
+    // included); nothing is reported inside a transaction, so the difference
+    // between two reads in it is exactly what the calls between did.
+    const SEQ_SCANS: &str = "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables
+                              WHERE relname LIKE 'referral%' ORDER BY relname";
+    let mut tx = store.pool().begin().await.unwrap();
+    let before: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
+    for i in 0..12 {
+        let p = phone(100 + i);
+        let id = ChallengeId::generate(&rng);
+        sqlx::query(
+            "SELECT * FROM referral_otp_issue($1, $2, $3, $4, $5, $4, 60000000, 3600000000, 5, $6, 10, 1000)",
+        )
+        .bind(p.to_e164())
+        .bind(id.as_uuid())
+        .bind(&key.hash(&p, &code).as_bytes()[..])
+        .bind(t0())
+        .bind(t0() + TimeDelta::seconds(300))
+        .bind(day)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        sqlx::query("SELECT * FROM referral_otp_verify($1, $2, $3, 5, $4, 10)")
+            .bind(p.to_e164())
+            .bind(&[0u8; 32][..])
+            .bind(t0())
+            .bind(day)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("SELECT referral_otp_revoke($1, $2)")
+            .bind(p.to_e164())
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("SELECT * FROM referral_register($1, $2, $3, $4)")
+            .bind(phone(200 + i).to_e164())
+            .bind(UserId::generate(&rng).as_uuid())
+            .bind(t0())
+            .bind(vec![InviteCode::generate(&rng).as_str().to_owned()])
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("SELECT * FROM referral_activate($1, $2, $3, $4, 10)")
+            .bind(alice.id.as_uuid())
+            .bind("ZZZZZZ")
+            .bind(t0())
+            .bind(day)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let after: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
+    let scans: Vec<(&str, i64)> = after
+        .iter()
+        .map(|(table, n)| {
+            let was = before.iter().find(|(t, _)| t == table).map_or(0, |b| b.1);
+            (table.as_str(), n - was)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert!(scans.is_empty(), "sequential scans: {scans:?}");
+    tx.rollback().await.unwrap();
+}
+
 /// `health` of both ports, answered.
 trait HealthCheck {
     async fn health_check(&self);
