@@ -149,6 +149,34 @@ where
     start.elapsed()
 }
 
+/// Times `op(world, n)` for `iters` fresh bench users `n`, `clients` at a
+/// time; the users (and, with `codes`, their live login codes) are inserted
+/// first, untimed.
+fn time_fresh<F, Fut>(
+    b: &mut Bencher<'_, WallTime>,
+    rt: &Runtime,
+    w: &Arc<World>,
+    clients: usize,
+    codes: bool,
+    op: F,
+) where
+    F: Fn(Arc<World>, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    b.iter_custom(|iters| {
+        let (w, op) = (Arc::clone(w), op.clone());
+        rt.block_on(async move {
+            let first = w.fresh_users(iters).await;
+            if codes {
+                pg::insert_codes(&w.admin, &w.key, first, iters, t0())
+                    .await
+                    .expect("codes");
+            }
+            run(iters, clients, move |i| op(Arc::clone(&w), first + i)).await
+        })
+    });
+}
+
 fn bench_profile(c: &mut Criterion, rt: &Runtime, w: &Arc<World>) {
     for clients in CLIENTS {
         let mut g = c.benchmark_group(format!("pg/profile/{clients}"));
@@ -204,54 +232,35 @@ fn bench_activate(c: &mut Criterion, rt: &Runtime, w: &Arc<World>) {
     for clients in CLIENTS {
         let mut g = c.benchmark_group(format!("pg/activate/{clients}"));
         let pgstore = |b: &mut Bencher<'_, WallTime>| {
-            b.iter_custom(|iters| {
-                let w = Arc::clone(w);
+            let policy = policy.clone();
+            time_fresh(b, rt, w, clients, false, move |w, n| {
                 let policy = policy.clone();
-                rt.block_on(async move {
-                    let first = w.fresh_users(iters).await;
-                    run(iters, clients, move |i| {
-                        let (w, policy) = (Arc::clone(&w), policy.clone());
-                        async move {
-                            let n = first + i;
-                            let code = pg::invite_code(1 + n % OWNERS);
-                            let out = w
-                                .store
-                                .activate_invite(pg::user_id(n), &code, &policy, t0());
-                            let out = out.await.expect("activate");
-                            assert!(
-                                matches!(out, ActivationOutcome::Activated { .. }),
-                                "{out:?}"
-                            );
-                        }
-                    })
-                    .await
-                })
+                async move {
+                    let code = pg::invite_code(1 + n % OWNERS);
+                    let out = w
+                        .store
+                        .activate_invite(pg::user_id(n), &code, &policy, t0());
+                    let out = out.await.expect("activate");
+                    assert!(
+                        matches!(out, ActivationOutcome::Activated { .. }),
+                        "{out:?}"
+                    );
+                }
             });
         };
         let raw = |b: &mut Bencher<'_, WallTime>| {
-            b.iter_custom(|iters| {
-                let w = Arc::clone(w);
-                rt.block_on(async move {
-                    let first = w.fresh_users(iters).await;
-                    run(iters, clients, move |i| {
-                        let w = Arc::clone(&w);
-                        async move {
-                            let n = first + i;
-                            let code = pg::invite_code(1 + n % OWNERS);
-                            let row = sqlx::query(ACTIVATE)
-                                .bind(pg::user_id(n).as_uuid())
-                                .bind(code.as_str())
-                                .bind(t0())
-                                .bind(window)
-                                .bind(max)
-                                .fetch_one(&w.raw)
-                                .await
-                                .expect("activate");
-                            assert_eq!(row.get::<&str, _>(0), "activated");
-                        }
-                    })
+            time_fresh(b, rt, w, clients, false, move |w, n| async move {
+                let code = pg::invite_code(1 + n % OWNERS);
+                let row = sqlx::query(ACTIVATE)
+                    .bind(pg::user_id(n).as_uuid())
+                    .bind(code.as_str())
+                    .bind(t0())
+                    .bind(window)
+                    .bind(max)
+                    .fetch_one(&w.raw)
                     .await
-                })
+                    .expect("activate");
+                assert_eq!(row.get::<&str, _>(0), "activated");
             });
         };
         pair(&mut g, pgstore, raw);
@@ -267,55 +276,32 @@ fn bench_verify(c: &mut Criterion, rt: &Runtime, w: &Arc<World>) {
     for clients in CLIENTS {
         let mut g = c.benchmark_group(format!("pg/verify/{clients}"));
         let pgstore = |b: &mut Bencher<'_, WallTime>| {
-            b.iter_custom(|iters| {
-                let w = Arc::clone(w);
+            let policy = policy.clone();
+            time_fresh(b, rt, w, clients, true, move |w, n| {
                 let policy = policy.clone();
-                rt.block_on(async move {
-                    let first = w.fresh_users(iters).await;
-                    pg::insert_codes(&w.admin, &w.key, first, iters, t0())
-                        .await
-                        .expect("codes");
-                    run(iters, clients, move |i| {
-                        let (w, policy) = (Arc::clone(&w), policy.clone());
-                        async move {
-                            let phone = pg::phone(first + i);
-                            let guess = OtpGuess::new(&w.key, &phone, &w.code);
-                            let out = w.store.verify_otp(&phone, &guess, &policy, t0());
-                            assert_eq!(out.await.expect("verify"), VerifyOutcome::Verified);
-                        }
-                    })
-                    .await
-                })
+                async move {
+                    let phone = pg::phone(n);
+                    let guess = OtpGuess::new(&w.key, &phone, &w.code);
+                    let out = w.store.verify_otp(&phone, &guess, &policy, t0());
+                    assert_eq!(out.await.expect("verify"), VerifyOutcome::Verified);
+                }
             });
         };
         let raw = |b: &mut Bencher<'_, WallTime>| {
-            b.iter_custom(|iters| {
-                let w = Arc::clone(w);
-                rt.block_on(async move {
-                    let first = w.fresh_users(iters).await;
-                    pg::insert_codes(&w.admin, &w.key, first, iters, t0())
-                        .await
-                        .expect("codes");
-                    run(iters, clients, move |i| {
-                        let w = Arc::clone(&w);
-                        async move {
-                            let phone = pg::phone(first + i);
-                            let guess = OtpGuess::new(&w.key, &phone, &w.code);
-                            let row = sqlx::query(VERIFY)
-                                .bind(phone.to_e164())
-                                .bind(&guess.hash().as_bytes()[..])
-                                .bind(t0())
-                                .bind(max_attempts)
-                                .bind(window)
-                                .bind(max_failures)
-                                .fetch_one(&w.raw)
-                                .await
-                                .expect("verify");
-                            assert_eq!(row.get::<&str, _>(0), "verified");
-                        }
-                    })
+            time_fresh(b, rt, w, clients, true, move |w, n| async move {
+                let phone = pg::phone(n);
+                let guess = OtpGuess::new(&w.key, &phone, &w.code);
+                let row = sqlx::query(VERIFY)
+                    .bind(phone.to_e164())
+                    .bind(&guess.hash().as_bytes()[..])
+                    .bind(t0())
+                    .bind(max_attempts)
+                    .bind(window)
+                    .bind(max_failures)
+                    .fetch_one(&w.raw)
                     .await
-                })
+                    .expect("verify");
+                assert_eq!(row.get::<&str, _>(0), "verified");
             });
         };
         pair(&mut g, pgstore, raw);
