@@ -304,8 +304,11 @@ impl PgStoreOptions {
     }
 
     /// How long an operation waits for a connection (default
-    /// [`DEFAULT_ACQUIRE_TIMEOUT`](Self::DEFAULT_ACQUIRE_TIMEOUT)). While the
-    /// database is down, each operation answers `Unavailable` after this long.
+    /// [`DEFAULT_ACQUIRE_TIMEOUT`](Self::DEFAULT_ACQUIRE_TIMEOUT)). A refused
+    /// connection is retried (with backoff) until then, so a database that
+    /// restarts within this time is waited out; one down for longer makes
+    /// each operation answer `Unavailable` after this long. An operation whose
+    /// connection breaks under it fails at once.
     #[must_use]
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
