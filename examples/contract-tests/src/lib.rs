@@ -31,8 +31,8 @@ pub use harness::{Backend, Ctx, Logs, Resp, Server, User, run};
 #[macro_export]
 macro_rules! contract_tests {
     ($bin:expr) => {
-        $crate::__contract_cases! {
-            $bin;
+        $crate::store_cases! {
+            $crate, $bin;
             both: health_ok, bad_settings_refused, graceful_shutdown, request_code_accepted,
                 request_code_invalid_phone, default_region, request_code_cooldown,
                 request_code_hourly_cap, new_code_replaces_previous, sms_unavailable,
@@ -49,15 +49,26 @@ macro_rules! contract_tests {
     };
 }
 
-#[doc(hidden)]
+/// The test modules of a suite built on this harness: `memory` with a
+/// `#[test]` per `both` case, `postgres` with one per `both` and
+/// `postgres_only` case, each calling `$suite::run(bin, backend, name,
+/// $suite::cases::<case>)`. The security and fault suites expand it too.
+///
+/// ```ignore
+/// referral_contract_tests::store_cases! {
+///     my_suite, env!("CARGO_BIN_EXE_referral-server");
+///     both: case_a, case_b;
+///     postgres_only: case_c;
+/// }
+/// ```
 #[macro_export]
-macro_rules! __contract_cases {
-    ($bin:expr; both: $($case:ident),* $(,)?; postgres_only: $($pg:ident),* $(,)?;) => {
+macro_rules! store_cases {
+    ($suite:tt, $bin:expr; both: $($case:ident),* $(,)?; postgres_only: $($pg:ident),* $(,)?;) => {
         mod memory {
             $(
                 #[test]
                 fn $case() {
-                    $crate::run($bin, $crate::Backend::Memory, stringify!($case), $crate::cases::$case);
+                    $suite::run($bin, $crate::Backend::Memory, stringify!($case), $suite::cases::$case);
                 }
             )*
         }
@@ -65,13 +76,13 @@ macro_rules! __contract_cases {
             $(
                 #[test]
                 fn $case() {
-                    $crate::run($bin, $crate::Backend::Postgres, stringify!($case), $crate::cases::$case);
+                    $suite::run($bin, $crate::Backend::Postgres, stringify!($case), $suite::cases::$case);
                 }
             )*
             $(
                 #[test]
                 fn $pg() {
-                    $crate::run($bin, $crate::Backend::Postgres, stringify!($pg), $crate::cases::$pg);
+                    $suite::run($bin, $crate::Backend::Postgres, stringify!($pg), $suite::cases::$pg);
                 }
             )*
         }

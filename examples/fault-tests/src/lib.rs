@@ -60,57 +60,32 @@ where
     referral_contract_tests::run(bin, backend, name, move |ctx| case(Fx { ctx, bin }));
 }
 
+#[doc(hidden)]
+pub use referral_contract_tests::store_cases;
+
 /// Expands to one `#[test]` per case: modules `memory` and `postgres` (as
 /// the contract suite's) and `own_cluster` (cases that start, kill and
 /// restart a PostgreSQL cluster of their own).
 #[macro_export]
 macro_rules! fault_tests {
     ($bin:expr) => {
-        $crate::__fault_cases! {
-            $bin;
+        $crate::store_cases! {
+            $crate, $bin;
             both: sms_sender_hangs, stalled_headers_disconnected, stalled_body_times_out,
                 idle_connection_flood, shutdown_under_load;
             postgres_only: backends_terminated_mid_stream, proxy_cut_mid_stream, database_dropped;
-            own_cluster: postgres_killed_and_restarted;
-        }
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __fault_cases {
-    ($bin:expr; both: $($case:ident),* $(,)?; postgres_only: $($pg:ident),* $(,)?;
-     own_cluster: $($own:ident),* $(,)?;) => {
-        mod memory {
-            $(
-                #[test]
-                fn $case() {
-                    $crate::run($bin, $crate::Backend::Memory, stringify!($case), $crate::cases::$case);
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $case() {
-                    $crate::run($bin, $crate::Backend::Postgres, stringify!($case), $crate::cases::$case);
-                }
-            )*
-            $(
-                #[test]
-                fn $pg() {
-                    $crate::run($bin, $crate::Backend::Postgres, stringify!($pg), $crate::cases::$pg);
-                }
-            )*
         }
         mod own_cluster {
-            $(
-                #[test]
-                fn $own() {
-                    // The memory backend: the case brings its own PostgreSQL.
-                    $crate::run($bin, $crate::Backend::Memory, stringify!($own), $crate::cases::$own);
-                }
-            )*
+            #[test]
+            fn postgres_killed_and_restarted() {
+                // The memory backend: the case brings its own PostgreSQL.
+                $crate::run(
+                    $bin,
+                    $crate::Backend::Memory,
+                    "postgres_killed_and_restarted",
+                    $crate::cases::postgres_killed_and_restarted,
+                );
+            }
         }
     };
 }

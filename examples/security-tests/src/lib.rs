@@ -31,15 +31,15 @@
 pub mod cases;
 
 #[doc(hidden)]
-pub use referral_contract_tests::{Backend, run};
+pub use referral_contract_tests::{run, store_cases};
 
 /// Expands to one `#[test]` per case and store: modules `memory` and
 /// `postgres`, each with a test named after the case.
 #[macro_export]
 macro_rules! security_tests {
     ($bin:expr) => {
-        $crate::__security_cases! {
-            $bin;
+        $crate::store_cases! {
+            $crate, $bin;
             both: brute_force_budget_across_resends, brute_force_concurrent_guesses,
                 sms_global_budget, sms_country_allow_list, enumeration_code_route_alike,
                 enumeration_invite_codes_limited, tokens_refused, secrets_never_logged,
@@ -47,35 +47,6 @@ macro_rules! security_tests {
                 random_bodies_never_fail_the_server;
             postgres_only: brute_force_two_servers, sms_global_budget_two_servers,
                 token_of_deleted_user;
-        }
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __security_cases {
-    ($bin:expr; both: $($case:ident),* $(,)?; postgres_only: $($pg:ident),* $(,)?;) => {
-        mod memory {
-            $(
-                #[test]
-                fn $case() {
-                    $crate::run($bin, $crate::Backend::Memory, stringify!($case), $crate::cases::$case);
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $case() {
-                    $crate::run($bin, $crate::Backend::Postgres, stringify!($case), $crate::cases::$case);
-                }
-            )*
-            $(
-                #[test]
-                fn $pg() {
-                    $crate::run($bin, $crate::Backend::Postgres, stringify!($pg), $crate::cases::$pg);
-                }
-            )*
         }
     };
 }
