@@ -38,7 +38,10 @@ struct UserRec {
     /// Whose code this user activated.
     referrer: Option<Ix>,
     /// Who activated this user's code, sorted by `(activated_at, user id)`.
-    referrals: Vec<(DateTime<Utc>, Ix)>,
+    /// Each entry carries what a profile or a page shows (40 bytes), so
+    /// reading a long list copies one contiguous run instead of visiting a
+    /// user record per referral.
+    referrals: Vec<Referral>,
 }
 
 /// Events keep indices, not copies: users never change phone or code, so the
@@ -53,6 +56,11 @@ struct EventRec {
 enum EventRecKind {
     Registered(Ix),
     Activated { user: Ix, referrer: Ix },
+}
+
+/// The order of a referral list (and of the keyset cursor).
+fn referral_key(r: &Referral) -> (DateTime<Utc>, UserId) {
+    (r.activated_at, r.user)
 }
 
 impl Graph {
@@ -72,10 +80,6 @@ impl Graph {
             invite_code: r.code,
             created_at: r.created_at,
         }
-    }
-
-    fn referral_key(&self, (at, ix): (DateTime<Utc>, Ix)) -> (DateTime<Utc>, UserId) {
-        (at, self.rec(ix).id)
     }
 
     fn event(&self, i: usize) -> Event {
@@ -182,7 +186,7 @@ impl ReferralStore for MemoryStore {
                 .referrals
                 .iter()
                 .take(referrals)
-                .map(|&(_, r)| g.rec(r).phone)
+                .map(|r| r.phone)
                 .collect(),
         }))
     }
@@ -234,13 +238,18 @@ impl ReferralStore for MemoryStore {
         let list = &owner_rec.referrals;
         // Activations nearly always come in time order: append without a search.
         let pos = match list.last() {
-            Some(&last) if g.referral_key(last) > key => {
-                list.partition_point(|&e| g.referral_key(e) <= key)
+            Some(last) if referral_key(last) > key => {
+                list.partition_point(|e| referral_key(e) <= key)
             }
             _ => list.len(),
         };
         let referrer = owner_rec.id;
-        g.users[owner as usize].referrals.insert(pos, (now, ix));
+        let entry = Referral {
+            user,
+            phone: g.rec(ix).phone,
+            activated_at: now,
+        };
+        g.users[owner as usize].referrals.insert(pos, entry);
         g.users[ix as usize].referrer = Some(owner);
         g.invite_failures.remove(&ix);
         g.events.push(EventRec {
@@ -266,20 +275,10 @@ impl ReferralStore for MemoryStore {
         let list = &g.rec(ix).referrals;
         let start = after.map_or(0, |c| {
             let key = (c.activated_at(), c.user());
-            list.partition_point(|&e| g.referral_key(e) <= key)
+            list.partition_point(|e| referral_key(e) <= key)
         });
         let end = start.saturating_add(limit).min(list.len());
-        let items: Vec<Referral> = list[start..end]
-            .iter()
-            .map(|&(activated_at, r)| {
-                let rec = g.rec(r);
-                Referral {
-                    user: rec.id,
-                    phone: rec.phone,
-                    activated_at,
-                }
-            })
-            .collect();
+        let items = list[start..end].to_vec();
         let next = if end < list.len() {
             items.last().map(ReferralCursor::after)
         } else {
