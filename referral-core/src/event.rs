@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::invite_code::InviteCode;
+use crate::money::Money;
 use crate::phone::PhoneNumber;
+use crate::reward::{ConversionId, PayoutRef, ReversalId, RewardId, RewardKind};
 use crate::user::UserId;
 
 /// An event's position in the outbox: increasing in the order events become
@@ -51,5 +53,67 @@ pub enum EventKind {
         referrer: UserId,
         /// The code activated.
         invite_code: InviteCode,
+    },
+    /// The host reported a conversion.
+    ConversionRecorded {
+        /// The host's id of it.
+        conversion: ConversionId,
+        /// Whose it is.
+        user: UserId,
+        /// How much was spent.
+        amount: Money,
+    },
+    /// The host reversed (refunded) part or all of a conversion.
+    ConversionReversed {
+        /// The conversion.
+        conversion: ConversionId,
+        /// The host's id of the reversal.
+        reversal: ReversalId,
+        /// How much was reversed, in minor units.
+        amount: i64,
+    },
+    /// A reward was made (a clawback too).
+    RewardCreated {
+        /// The reward.
+        reward: RewardId,
+        /// Who earns it.
+        user: UserId,
+        /// Why.
+        kind: RewardKind,
+        /// Its amount (negative for a clawback).
+        amount: Money,
+    },
+    /// A pending reward was reduced by a reversal.
+    RewardAdjusted {
+        /// The reward.
+        reward: RewardId,
+        /// Who earns it.
+        user: UserId,
+        /// Its new amount.
+        amount: Money,
+    },
+    /// A reward was approved (its hold ended, or at once for welcome rewards
+    /// and clawbacks).
+    RewardApproved {
+        /// The reward.
+        reward: RewardId,
+        /// Who earns it.
+        user: UserId,
+    },
+    /// A reward was voided; it counts nowhere from now on.
+    RewardVoided {
+        /// The reward.
+        reward: RewardId,
+        /// Who would have earned it.
+        user: UserId,
+    },
+    /// The host paid a reward out.
+    RewardPaid {
+        /// The reward.
+        reward: RewardId,
+        /// Who was paid.
+        user: UserId,
+        /// The host's payout reference.
+        payout_ref: PayoutRef,
     },
 }

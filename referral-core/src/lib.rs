@@ -76,9 +76,11 @@ pub mod clock;
 pub mod error;
 pub mod event;
 pub mod invite_code;
+pub mod money;
 pub mod otp;
 pub mod phone;
 pub mod random;
+pub mod reward;
 pub mod service;
 pub mod sms;
 pub mod store;
@@ -91,13 +93,21 @@ pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{BoxError, StoreError};
 pub use event::{Event, EventId, EventKind};
 pub use invite_code::{InviteCode, InviteCodeError};
+pub use money::{BasisPoints, BasisPointsError, Currency, CurrencyError, Money};
 pub use otp::{OtpCode, OtpCodeError, OtpKey, OtpLength, OtpPolicy};
 pub use phone::{PhoneError, PhoneNumber, Region, RegionError};
 pub use random::{Random, SeededRandom, ThreadRandom};
+pub use reward::{
+    Balance, Conversion, ConversionId, ConversionKind, ConversionUser, ExternalIdError,
+    NewConversion, PayoutRef, ReversalId, Reward, RewardCursor, RewardCursorError, RewardId,
+    RewardIdError, RewardKind, RewardPage, RewardPolicy, RewardStatus,
+};
 pub use service::{
-    ActivateError, Activation, CodeSent, Config, ConfigError, Login, ProfileError, ReferralService,
-    ReferralsError, RequestCodeError, ServiceBuilder, VerifyError,
+    ActivateError, Activation, ApproveError, CodeSent, Config, ConfigError, ConversionRecorded,
+    ConversionReversed, Login, MarkPaidError, ProfileError, RecordConversion,
+    RecordConversionError, ReferralService, ReferralsError, RequestCodeError,
+    ReverseConversionError, RewardsError, ServiceBuilder, VerifyError,
 };
 pub use sms::{SmsError, SmsSender, StubSmsSender};
-pub use store::{InvitePolicy, OtpStore, ReferralStore};
+pub use store::{InvitePolicy, OtpStore, ReferralStore, RewardStore};
 pub use user::{PageLimit, Profile, Referral, ReferralCursor, ReferralPage, User, UserId};

@@ -10,15 +10,23 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::event::{Event, EventId};
 use crate::invite_code::InviteCode;
+use crate::money::Money;
 use crate::otp::{ChallengeId, OtpCode, OtpCodeError, OtpGuess, OtpKey, OtpPolicy};
 use crate::phone::{PhoneError, PhoneNumber, Region};
 use crate::random::{Random, ThreadRandom};
+use crate::reward::{RewardId, RewardPolicy};
 use crate::sms::{OtpSms, SmsError, SmsSender};
 use crate::store::{
     ActivationOutcome, InvitePolicy, IssueOutcome, NewChallenge, NewUser, OtpStore, ReferralStore,
-    RegisterOutcome, VerifyOutcome,
+    RegisterOutcome, RewardStore, VerifyOutcome, WelcomeReward,
 };
+
+mod rewards;
 use crate::user::{PageLimit, Profile, ReferralCursor, ReferralPage, User, UserId};
+pub use rewards::{
+    ApproveError, ConversionRecorded, ConversionReversed, MarkPaidError, RecordConversion,
+    RecordConversionError, ReverseConversionError, RewardsError,
+};
 
 /// How many referral phones a [`Profile`] from [`ReferralService::profile`] lists.
 pub const PROFILE_REFERRALS: usize = 100;
@@ -35,6 +43,9 @@ pub struct Config {
     /// Region for phone numbers written without `+`; `None` accepts only
     /// international numbers.
     pub default_region: Option<Region>,
+    /// What the program pays (nothing by default). A policy that pays needs
+    /// a reward store: see [`ServiceBuilder::rewards`].
+    pub rewards: RewardPolicy,
 }
 
 /// A configuration the service refuses.
@@ -47,6 +58,13 @@ pub enum ConfigError {
     /// A duration that must be positive is zero or too large.
     #[error("{0} must be between 1 second and 100 years")]
     Duration(&'static str),
+    /// An amount of money is negative or above 10¹⁵ minor units (or zero
+    /// where it must be at least 1).
+    #[error("{0} must be between 0 and 10^15 minor units")]
+    Amount(&'static str),
+    /// The reward policy pays, but the service has no reward store.
+    #[error("the reward policy pays, but no reward store was given")]
+    RewardsWithoutStore,
 }
 
 impl Config {
@@ -76,9 +94,27 @@ impl Config {
             ("otp.send_window", o.send_window, false),
             ("otp.failure_window", o.failure_window, false),
             ("invite.failure_window", self.invite.failure_window, false),
+            ("rewards.window", self.rewards.window, false),
+            ("rewards.cap_window", self.rewards.cap_window, false),
+            ("rewards.hold", self.rewards.hold, true),
         ] {
             if (d.is_zero() && !may_be_zero) || d > LONGEST {
                 return Err(ConfigError::Duration(name));
+            }
+        }
+        let r = &self.rewards;
+        for (name, n, min) in [
+            ("rewards.referrer_fixed", r.referrer_fixed, 0),
+            ("rewards.min_amount", r.min_amount, 0),
+            ("rewards.welcome", r.welcome, 0),
+            (
+                "rewards.max_per_referrer",
+                r.max_per_referrer.unwrap_or(1),
+                1,
+            ),
+        ] {
+            if !(min..=Money::MAX_AMOUNT).contains(&n) {
+                return Err(ConfigError::Amount(name));
             }
         }
         Ok(())
@@ -281,6 +317,7 @@ pub enum ReferralsError {
 pub struct ReferralService {
     otp_store: Arc<dyn OtpStore>,
     users: Arc<dyn ReferralStore>,
+    rewards: Option<Arc<dyn RewardStore>>,
     sms: Arc<dyn SmsSender>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
@@ -304,6 +341,7 @@ impl fmt::Debug for ReferralService {
 pub struct ServiceBuilder {
     otp_store: Arc<dyn OtpStore>,
     users: Arc<dyn ReferralStore>,
+    rewards: Option<Arc<dyn RewardStore>>,
     sms: Arc<dyn SmsSender>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
@@ -339,6 +377,16 @@ impl ServiceBuilder {
         self
     }
 
+    /// Turns rewards on with `store` keeping conversions and the ledger. It
+    /// MUST be the same store as the [`ReferralStore`] the builder was given
+    /// (see [`RewardStore`]). Without it, the reward operations answer their
+    /// `RewardsDisabled` error, profiles show no balances, and a
+    /// [`Config::rewards`] that pays is refused by [`build`](Self::build).
+    pub fn rewards(mut self, store: Arc<dyn RewardStore>) -> Self {
+        self.rewards = Some(store);
+        self
+    }
+
     /// The configuration (default: [`Config::default`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -349,15 +397,20 @@ impl ServiceBuilder {
     ///
     /// # Errors
     /// [`ConfigError`] for a configuration that cannot work (a zero limit or
-    /// window).
+    /// window, an amount out of range, a paying reward policy without a
+    /// reward store).
     pub fn build(self) -> Result<ReferralService, ConfigError> {
         self.config.validate()?;
+        if self.config.rewards.pays() && self.rewards.is_none() {
+            return Err(ConfigError::RewardsWithoutStore);
+        }
         let key = self
             .key
             .unwrap_or_else(|| OtpKey::generate(self.random.as_ref()));
         Ok(ReferralService {
             otp_store: self.otp_store,
             users: self.users,
+            rewards: self.rewards,
             sms: self.sms,
             clock: self.clock,
             random: self.random,
@@ -403,6 +456,7 @@ impl ReferralService {
         ServiceBuilder {
             otp_store,
             users,
+            rewards: None,
             sms,
             clock: Arc::new(SystemClock),
             random: Arc::new(ThreadRandom),
@@ -574,10 +628,21 @@ impl ReferralService {
     /// # Errors
     /// [`ProfileError::UserNotFound`] for an unknown id, or the store.
     pub async fn profile(&self, user: UserId) -> Result<Profile, ProfileError> {
-        self.users
+        let mut profile = self
+            .users
             .profile(user, PROFILE_REFERRALS)
             .await?
-            .ok_or(ProfileError::UserNotFound)
+            .ok_or(ProfileError::UserNotFound)?;
+        self.fill_balances(&mut profile).await?;
+        Ok(profile)
+    }
+
+    /// Puts the user's reward balances into `profile` (none with rewards off).
+    async fn fill_balances(&self, profile: &mut Profile) -> Result<(), StoreError> {
+        if let Some(rewards) = &self.rewards {
+            profile.rewards = rewards.balances(profile.user.id).await?.unwrap_or_default();
+        }
+        Ok(())
     }
 
     /// Activates another user's invite code for `user`: once in a life, never
@@ -592,11 +657,17 @@ impl ReferralService {
         code: &InviteCode,
     ) -> Result<Activation, ActivateError> {
         let now = self.now();
-        let newly_activated = match self
-            .users
-            .activate_invite(user, code, &self.config.invite, now)
-            .await?
-        {
+        let mut policy = self.config.invite.clone();
+        // The welcome reward is written by the activation itself (one atomic
+        // step), so a retry or a race can never give it twice.
+        policy.welcome = match (&self.rewards, self.config.rewards.welcome_money()) {
+            (Some(_), Some(amount)) => Some(WelcomeReward {
+                id: RewardId::generate(self.random.as_ref()),
+                amount,
+            }),
+            _ => None,
+        };
+        let newly_activated = match self.users.activate_invite(user, code, &policy, now).await? {
             ActivationOutcome::Activated { .. } => true,
             ActivationOutcome::AlreadyActive { .. } => false,
             ActivationOutcome::AlreadyActivated { code } => {
@@ -612,11 +683,12 @@ impl ReferralService {
             }
             ActivationOutcome::UserNotFound => return Err(ActivateError::UserNotFound),
         };
-        let profile = self
+        let mut profile = self
             .users
             .profile(user, PROFILE_REFERRALS)
             .await?
             .ok_or(ActivateError::UserNotFound)?;
+        self.fill_balances(&mut profile).await?;
         Ok(Activation {
             profile,
             newly_activated,

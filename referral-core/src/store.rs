@@ -27,9 +27,17 @@ use crate::error::StoreError;
 use crate::event::Event;
 use crate::event::EventId;
 use crate::invite_code::InviteCode;
+use crate::money::Money;
 use crate::otp::{ChallengeId, OtpGuess, OtpHash, OtpPolicy};
 use crate::phone::PhoneNumber;
+use crate::reward::RewardId;
 use crate::user::{Profile, ReferralCursor, ReferralPage, User, UserId};
+
+mod rewards;
+pub use rewards::{
+    ApproveOutcome, MAX_NEW_REWARDS, NewRewardIds, PayOutcome, RecordOutcome, ReverseOutcome,
+    RewardStore,
+};
 
 /// A freshly drawn login code, as the store keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +232,20 @@ pub struct InvitePolicy {
     pub max_failures_per_window: u32,
     /// The rolling window of `max_failures_per_window` (1 hour).
     pub failure_window: std::time::Duration,
+    /// The welcome reward this activation gives the user (`None`: none).
+    /// [`ReferralService`](crate::ReferralService) sets it on each call from
+    /// [`RewardPolicy::welcome`](crate::RewardPolicy::welcome) with a fresh id;
+    /// a value in [`Config::invite`](crate::Config::invite) is replaced.
+    pub welcome: Option<WelcomeReward>,
+}
+
+/// A welcome reward to create with an activation, in the same atomic step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WelcomeReward {
+    /// The reward's id.
+    pub id: RewardId,
+    /// Its amount (positive).
+    pub amount: Money,
 }
 
 impl Default for InvitePolicy {
@@ -231,6 +253,7 @@ impl Default for InvitePolicy {
         Self {
             max_failures_per_window: 10,
             failure_window: std::time::Duration::from_secs(3600),
+            welcome: None,
         }
     }
 }
@@ -329,8 +352,13 @@ pub trait ReferralStore: Send + Sync + 'static {
     ///    on → [`ActivationOutcome::Cycle`];
     /// 7. otherwise record the activation at `now` (the owner's referral count
     ///    and list grow by one), record
-    ///    [`EventKind::InviteActivated`](crate::EventKind) in the outbox, and
-    ///    return [`ActivationOutcome::Activated`].
+    ///    [`EventKind::InviteActivated`](crate::EventKind) in the outbox; if
+    ///    `policy.welcome` is set, create that welcome reward for the user
+    ///    (kind `welcome`, `approved` at `now`, `referral` = the code's
+    ///    owner, no conversion) with its `RewardCreated` and `RewardApproved`
+    ///    events; and return [`ActivationOutcome::Activated`]. A store that
+    ///    cannot keep rewards MUST fail with [`StoreError`] when
+    ///    `policy.welcome` is set, never drop it.
     ///
     /// However many calls race, a user ends with at most one activated code,
     /// the graph never holds a cycle (also when two users activate each
@@ -348,7 +376,9 @@ pub trait ReferralStore: Send + Sync + 'static {
 
     /// Up to `limit` referrals of `user` after `after` (from the first when
     /// `None`), oldest activation first, ordered by `(activated_at, user id)`;
-    /// `next` is set exactly when more follow. `None` when no such user. The
+    /// `next` is set exactly when more follow. `converted` says whether the
+    /// referee has had a qualifying conversion (see [`RewardStore`]; always
+    /// `false` in a store without one). `None` when no such user. The
     /// cost MUST NOT grow with the number of referrals (seek, do not skip).
     ///
     /// # Errors

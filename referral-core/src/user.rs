@@ -102,6 +102,12 @@ pub struct Profile {
     /// Phones of the first users who activated this user's code, oldest
     /// activation first (as many as the caller asked for).
     pub referrals: Vec<PhoneNumber>,
+    /// The user's reward totals per currency, sorted by currency: filled by
+    /// [`ReferralService::profile`](crate::ReferralService::profile) from the
+    /// [`RewardStore`](crate::store::RewardStore); a
+    /// [`ReferralStore`](crate::store::ReferralStore) leaves it empty.
+    #[serde(default)]
+    pub rewards: Vec<crate::reward::Balance>,
 }
 
 /// One user who activated another's code.
@@ -113,6 +119,10 @@ pub struct Referral {
     pub phone: PhoneNumber,
     /// When they activated the code.
     pub activated_at: DateTime<Utc>,
+    /// Whether they have had a qualifying conversion (even if it was
+    /// reversed later).
+    #[serde(default)]
+    pub converted: bool,
 }
 
 /// One page of a user's referrals, oldest activation first.

@@ -394,3 +394,97 @@ fn invalid_configs_are_refused() {
     .build();
     assert_eq!(r.err(), Some(ConfigError::Duration("otp.ttl")));
 }
+
+#[tokio::test]
+async fn rewards_are_off_without_a_reward_store() {
+    let mut users = MockUsers::new();
+    users.expect_user().returning(|_| Ok(None));
+    let s = service(MockOtpCalls::new(), users, MockSms::new());
+    assert!(!s.rewards_enabled());
+    let conversion = referral_core::RecordConversion::new(
+        "order-1".parse().unwrap(),
+        referral_core::ConversionUser::Id(user().id),
+        100,
+        referral_core::Currency::RUB,
+    );
+    let r = s.record_conversion(conversion).await;
+    assert!(
+        matches!(
+            r,
+            Err(referral_core::RecordConversionError::RewardsDisabled)
+        ),
+        "{r:?}"
+    );
+    let r = s
+        .reverse_conversion(&"order-1".parse().unwrap(), &"r-1".parse().unwrap(), None)
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(referral_core::ReverseConversionError::RewardsDisabled)
+        ),
+        "{r:?}"
+    );
+    let r = s
+        .mark_reward_paid(
+            referral_core::RewardId::generate(&SeededRandom::new(5)),
+            &"p-1".parse().unwrap(),
+        )
+        .await;
+    assert!(
+        matches!(r, Err(referral_core::MarkPaidError::RewardsDisabled)),
+        "{r:?}"
+    );
+    let r = s
+        .approve_due_rewards(TestClock::default().now_for_tests(), 10)
+        .await;
+    assert!(
+        matches!(r, Err(referral_core::ApproveError::RewardsDisabled)),
+        "{r:?}"
+    );
+    let r = s.rewards(user().id, None, Default::default()).await;
+    assert!(
+        matches!(r, Err(referral_core::RewardsError::UserNotFound)),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_paying_reward_policy_needs_a_reward_store_and_valid_amounts() {
+    let build = |config: Config| {
+        ReferralService::builder_with(
+            Arc::new(Otp(MockOtpCalls::new())),
+            Arc::new(MockUsers::new()),
+            Arc::new(MockSms::new()),
+        )
+        .config(config)
+        .build()
+        .map(|_| ())
+    };
+    let mut config = Config::default();
+    config.rewards.welcome = 300;
+    assert_eq!(build(config), Err(ConfigError::RewardsWithoutStore));
+    let mut config = Config::default();
+    config.rewards.min_amount = -1;
+    assert_eq!(
+        build(config),
+        Err(ConfigError::Amount("rewards.min_amount"))
+    );
+    let mut config = Config::default();
+    config.rewards.max_per_referrer = Some(0);
+    assert_eq!(
+        build(config),
+        Err(ConfigError::Amount("rewards.max_per_referrer"))
+    );
+    let mut config = Config::default();
+    config.rewards.referrer_fixed = referral_core::Money::MAX_AMOUNT + 1;
+    assert_eq!(
+        build(config),
+        Err(ConfigError::Amount("rewards.referrer_fixed"))
+    );
+    let mut config = Config::default();
+    config.rewards.window = Duration::ZERO;
+    assert_eq!(build(config), Err(ConfigError::Duration("rewards.window")));
+    // Off by default: builds without a reward store.
+    assert_eq!(build(Config::default()), Ok(()));
+}

@@ -188,6 +188,7 @@ impl ReferralStore for MemoryStore {
                 .take(referrals)
                 .map(|r| r.phone)
                 .collect(),
+            rewards: Vec::new(),
         }))
     }
 
@@ -198,6 +199,11 @@ impl ReferralStore for MemoryStore {
         policy: &InvitePolicy,
         now: DateTime<Utc>,
     ) -> Result<ActivationOutcome, StoreError> {
+        if policy.welcome.is_some() {
+            return Err(StoreError::internal(
+                "MemoryStore does not keep rewards yet: an activation with a welcome reward is refused",
+            ));
+        }
         let mut g = self.users_write();
         let Some(&ix) = g.by_id.get(&user) else {
             return Ok(ActivationOutcome::UserNotFound);
@@ -248,6 +254,7 @@ impl ReferralStore for MemoryStore {
             user,
             phone: g.rec(ix).phone,
             activated_at: now,
+            converted: false,
         };
         g.users[owner as usize].referrals.insert(pos, entry);
         g.users[ix as usize].referrer = Some(owner);

@@ -162,6 +162,8 @@ impl ReferralStore for PgStore {
             referral_count: u64::try_from(count)
                 .map_err(|_| corrupt("a negative referral count"))?,
             referrals: phones.iter().map(|p| phone(p)).collect::<Result<_, _>>()?,
+            // PgStore keeps no rewards yet (no RewardStore): no balances.
+            rewards: Vec::new(),
         }))
     }
 
@@ -172,6 +174,13 @@ impl ReferralStore for PgStore {
         policy: &InvitePolicy,
         now: DateTime<Utc>,
     ) -> Result<ActivationOutcome, StoreError> {
+        if policy.welcome.is_some() {
+            // The welcome reward must be written by the activation itself;
+            // until PgStore keeps rewards, refuse rather than drop it.
+            return Err(StoreError::internal(
+                "PgStore does not keep rewards yet: an activation with a welcome reward is refused",
+            ));
+        }
         let row = sqlx::query(
             "SELECT outcome, referrer, code, at FROM referral_activate($1, $2, $3, $4, $5)",
         )
@@ -249,6 +258,8 @@ impl ReferralStore for PgStore {
                     get::<Option<DateTime<Utc>>>(row, "activated_at")?,
                     "activated_at",
                 )?,
+                // PgStore records no conversions yet (no RewardStore).
+                converted: false,
             });
         }
         let more = items.len() > page_size;
