@@ -9,7 +9,8 @@
 #   1. a Python venv with a pinned schemathesis (SCHEMATHESIS_VENV, default
 #      $CARGO_TARGET_DIR/schemathesis-venv or target/schemathesis-venv),
 #      reused when the pinned version is already there;
-#   2. builds and starts `referral-server` on 127.0.0.1:0 with the in-memory
+#   2. builds `referral-server` (with `referral-server-actix`, the build of
+#      scripts/postman.sh) and starts it on 127.0.0.1:0 with the in-memory
 #      store, no SMS delay, a fixed JWT secret, and reads its address from
 #      the `listening on` line;
 #   3. runs schemathesis with a token of a logged-in user (so the
@@ -37,7 +38,9 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$VERSION"; then
 fi
 
 echo "== building referral-server"
-cargo build --quiet -p referral-server --bin referral-server
+# With referral-server-actix, as scripts/postman.sh builds them: one feature set
+# for both scripts, so the second build of .ci/run has nothing to do.
+cargo build --quiet -p referral-server -p referral-server-actix --bins
 BIN="$TARGET/debug/referral-server"
 
 WORK=$(mktemp -d)
