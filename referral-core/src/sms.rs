@@ -51,13 +51,18 @@ pub enum SmsError {
     /// No answer within the sender's time limit.
     #[error("the SMS provider did not answer in time")]
     TimedOut,
+    /// The provider refused the sender's account or settings (bad
+    /// credentials, no balance, an unapproved sender name…): no message goes
+    /// through until an operator fixes it.
+    #[error("the SMS provider refused the sender's account or settings")]
+    Misconfigured(#[source] BoxError),
 }
 
 impl SmsError {
-    /// Whether retrying later may succeed.
+    /// Whether retrying later may succeed (without an operator's help).
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::Rejected(_))
+        !matches!(self, Self::Rejected(_) | Self::Misconfigured(_))
     }
 
     /// Whether retrying the same message cannot succeed.
@@ -279,5 +284,6 @@ mod tests {
         assert_eq!(stub.messages().len(), StubSmsSender::LOG_LEN);
         assert!(SmsError::TimedOut.is_transient());
         assert!(SmsError::Rejected(Box::new(StubFailure)).is_permanent());
+        assert!(SmsError::Misconfigured(Box::new(StubFailure)).is_permanent());
     }
 }
