@@ -21,6 +21,8 @@
 //! referral_core::store_conformance_tests!(store);
 //! ```
 
+pub mod rewards;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;

@@ -8,7 +8,10 @@
 //! across an `.await`, which is what makes every rule of the ports atomic:
 //! login codes live in shards keyed by phone (operations on different phones
 //! do not contend), users and the referral graph behind one reader-writer
-//! lock (profiles and referral pages read in parallel).
+//! lock (profiles and referral pages read in parallel). Conversions and the
+//! reward ledger ([`RewardStore`](referral_core::store::RewardStore)) live
+//! under that same lock, since a conversion reads the referral graph and an
+//! activation writes the welcome reward.
 //!
 //! Data lives as long as the store: a restart forgets everything. Use
 //! `referral-sqlx` where that matters.
@@ -25,6 +28,7 @@
 //! ```
 
 mod otp;
+mod rewards;
 mod users;
 
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};

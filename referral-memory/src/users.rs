@@ -15,33 +15,37 @@ use referral_core::{
 use crate::MemoryStore;
 
 /// Index of a user in [`Graph::users`].
-type Ix = u32;
+pub(crate) type Ix = u32;
 
 #[derive(Debug, Default)]
 pub(crate) struct Graph {
-    users: Vec<UserRec>,
-    by_id: HashMap<UserId, Ix>,
-    by_phone: HashMap<PhoneNumber, Ix>,
+    pub(crate) users: Vec<UserRec>,
+    pub(crate) by_id: HashMap<UserId, Ix>,
+    pub(crate) by_phone: HashMap<PhoneNumber, Ix>,
     by_code: HashMap<InviteCode, Ix>,
     /// Outbox; an event's id is its index + 1.
     events: Vec<EventRec>,
+    /// Conversions and the reward ledger (see `rewards.rs`).
+    pub(crate) ledger: crate::rewards::Ledger,
     /// Unknown invite codes tried, per user, oldest first.
     invite_failures: HashMap<Ix, VecDeque<DateTime<Utc>>>,
 }
 
 #[derive(Debug)]
-struct UserRec {
-    id: UserId,
-    phone: PhoneNumber,
+pub(crate) struct UserRec {
+    pub(crate) id: UserId,
+    pub(crate) phone: PhoneNumber,
     code: InviteCode,
     created_at: DateTime<Utc>,
     /// Whose code this user activated.
-    referrer: Option<Ix>,
+    pub(crate) referrer: Option<Ix>,
+    /// When.
+    pub(crate) activated_at: Option<DateTime<Utc>>,
     /// Who activated this user's code, sorted by `(activated_at, user id)`.
     /// Each entry carries what a profile or a page shows (40 bytes), so
     /// reading a long list copies one contiguous run instead of visiting a
     /// user record per referral.
-    referrals: Vec<Referral>,
+    pub(crate) referrals: Vec<Referral>,
 }
 
 /// Events keep indices, not copies: users never change phone or code, so the
@@ -55,7 +59,12 @@ struct EventRec {
 #[derive(Debug)]
 enum EventRecKind {
     Registered(Ix),
-    Activated { user: Ix, referrer: Ix },
+    Activated {
+        user: Ix,
+        referrer: Ix,
+    },
+    /// A reward event, kept whole (it names ids and amounts of its moment).
+    Other(Box<EventKind>),
 }
 
 /// The order of a referral list (and of the keyset cursor).
@@ -68,7 +77,15 @@ impl Graph {
         self.users.len()
     }
 
-    fn rec(&self, ix: Ix) -> &UserRec {
+    /// Appends an event to the outbox.
+    pub(crate) fn push_event(&mut self, at: DateTime<Utc>, kind: EventKind) {
+        self.events.push(EventRec {
+            at,
+            kind: EventRecKind::Other(Box::new(kind)),
+        });
+    }
+
+    pub(crate) fn rec(&self, ix: Ix) -> &UserRec {
         &self.users[ix as usize]
     }
 
@@ -84,8 +101,8 @@ impl Graph {
 
     fn event(&self, i: usize) -> Event {
         let rec = &self.events[i];
-        let kind = match rec.kind {
-            EventRecKind::Registered(ix) => {
+        let kind = match &rec.kind {
+            &EventRecKind::Registered(ix) => {
                 let u = self.rec(ix);
                 EventKind::UserRegistered {
                     user: u.id,
@@ -93,7 +110,7 @@ impl Graph {
                     invite_code: u.code,
                 }
             }
-            EventRecKind::Activated { user, referrer } => {
+            &EventRecKind::Activated { user, referrer } => {
                 let r = self.rec(referrer);
                 EventKind::InviteActivated {
                     user: self.rec(user).id,
@@ -101,6 +118,7 @@ impl Graph {
                     invite_code: r.code,
                 }
             }
+            EventRecKind::Other(kind) => (**kind).clone(),
         };
         Event {
             id: EventId(i as u64 + 1),
@@ -155,6 +173,7 @@ impl ReferralStore for MemoryStore {
             code,
             created_at: user.created_at,
             referrer: None,
+            activated_at: None,
             referrals: Vec::new(),
         });
         g.by_id.insert(user.id, ix);
@@ -199,11 +218,6 @@ impl ReferralStore for MemoryStore {
         policy: &InvitePolicy,
         now: DateTime<Utc>,
     ) -> Result<ActivationOutcome, StoreError> {
-        if policy.welcome.is_some() {
-            return Err(StoreError::internal(
-                "MemoryStore does not keep rewards yet: an activation with a welcome reward is refused",
-            ));
-        }
         let mut g = self.users_write();
         let Some(&ix) = g.by_id.get(&user) else {
             return Ok(ActivationOutcome::UserNotFound);
@@ -239,6 +253,10 @@ impl ReferralStore for MemoryStore {
         if g.referred_by(owner, ix) {
             return Ok(ActivationOutcome::Cycle);
         }
+        if let Some(welcome) = &policy.welcome {
+            // Checked before anything is written.
+            g.check_new_reward(welcome.id, welcome.amount.amount())?;
+        }
         let key = (now, user);
         let owner_rec = g.rec(owner);
         let list = &owner_rec.referrals;
@@ -258,6 +276,7 @@ impl ReferralStore for MemoryStore {
         };
         g.users[owner as usize].referrals.insert(pos, entry);
         g.users[ix as usize].referrer = Some(owner);
+        g.users[ix as usize].activated_at = Some(now);
         g.invite_failures.remove(&ix);
         g.events.push(EventRec {
             at: now,
@@ -266,6 +285,9 @@ impl ReferralStore for MemoryStore {
                 referrer: owner,
             },
         });
+        if let Some(welcome) = &policy.welcome {
+            g.welcome(ix, owner, welcome, now);
+        }
         Ok(ActivationOutcome::Activated { referrer })
     }
 
