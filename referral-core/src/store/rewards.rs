@@ -1,24 +1,4 @@
-//! The reward port: conversions, the reward ledger and its life cycle.
-//!
-//! [`RewardStore`] is a port of its own, so a store can implement the
-//! referral program first and rewards later (the service then runs with
-//! rewards off: see [`ServiceBuilder::rewards`](crate::ServiceBuilder::rewards)).
-//! It is NOT an independent consistency domain: `record_conversion` reads
-//! the referral graph (who referred whom, and when) and
-//! [`ReferralStore::activate_invite`](super::ReferralStore::activate_invite)
-//! writes the welcome reward, so the `RewardStore` and the `ReferralStore`
-//! of a service MUST be the same store (one database, one lock).
-//!
-//! The rules the methods apply are stated exactly in [`crate::reward`]; each
-//! rule is one atomic operation below. The events each operation records
-//! (in the same outbox as [`ReferralStore::events_after`](super::ReferralStore::events_after)
-//! reads) are part of its contract.
-//!
-//! **Blocked users (hook).** When users can be blocked, `record_conversion`
-//! will make no reward for a blocked referee or referrer, and
-//! `approve_due_rewards` will skip the pending rewards of blocked users;
-//! both are decided inside these same operations (the block is read under
-//! the same lock / in the same statement), so no method signature changes.
+//! The reward port: see [`RewardStore`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,8 +113,27 @@ pub enum ApproveOutcome {
     Approved(Vec<Reward>),
 }
 
-/// Stores conversions and the reward ledger. See the [module](self) docs:
-/// it MUST share its data with the service's [`ReferralStore`](super::ReferralStore).
+/// Stores conversions and the reward ledger, and decides their life cycle.
+///
+/// It is a port of its own, so a store can implement the
+/// referral program first and rewards later (the service then runs with
+/// rewards off: see [`ServiceBuilder::rewards`](crate::ServiceBuilder::rewards)).
+/// It is NOT an independent consistency domain: `record_conversion` reads
+/// the referral graph (who referred whom, and when) and
+/// [`ReferralStore::activate_invite`](crate::store::ReferralStore::activate_invite)
+/// writes the welcome reward, so the `RewardStore` and the `ReferralStore`
+/// of a service MUST be the same store (one database, one lock).
+///
+/// The rules the methods apply are stated exactly in [`crate::reward`]; each
+/// rule is one atomic operation below. The events each operation records
+/// (in the same outbox as [`ReferralStore::events_after`](crate::store::ReferralStore::events_after)
+/// reads) are part of its contract.
+///
+/// **Blocked users (hook).** When users can be blocked, `record_conversion`
+/// will make no reward for a blocked referee or referrer, and
+/// `approve_due_rewards` will skip the pending rewards of blocked users;
+/// both are decided inside these same operations (the block is read under
+/// the same lock / in the same statement), so no method signature changes.
 ///
 /// Implementations MUST make each method one atomic step with respect to
 /// every other call of this trait and of `ReferralStore`, from any process

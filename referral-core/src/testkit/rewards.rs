@@ -1,6 +1,6 @@
 //! The reward cases of the conformance kit: one per rule of
 //! [`RewardStore`] and of the welcome reward of
-//! [`ReferralStore::activate_invite`], and a race per concurrency promise.
+//! [`ReferralStore::activate_invite`](crate::store::ReferralStore::activate_invite), and a race per concurrency promise.
 //!
 //! A store opts in with [`reward_conformance_tests!`](crate::reward_conformance_tests)
 //! once it implements [`RewardStore`] (the cases need both ports on one
