@@ -84,6 +84,7 @@ pub mod reward;
 pub mod service;
 pub mod sms;
 pub mod store;
+pub mod test_phone;
 pub mod user;
 
 #[cfg(feature = "testkit")]
@@ -110,4 +111,5 @@ pub use service::{
 };
 pub use sms::{SmsError, SmsSender, StubSmsSender};
 pub use store::{InvitePolicy, OtpStore, ReferralStore, RewardStore};
+pub use test_phone::{TestPhones, TestPhonesError};
 pub use user::{PageLimit, Profile, Referral, ReferralCursor, ReferralPage, User, UserId};

@@ -20,6 +20,7 @@ use crate::store::{
     ActivationOutcome, InvitePolicy, IssueOutcome, NewChallenge, NewUser, OtpStore, ReferralStore,
     RegisterOutcome, RewardStore, VerifyOutcome, WelcomeReward,
 };
+use crate::test_phone::{self, TestPhones};
 
 mod rewards;
 use crate::user::{PageLimit, Profile, ReferralCursor, ReferralPage, User, UserId};
@@ -46,6 +47,9 @@ pub struct Config {
     /// What the program pays (nothing by default). A policy that pays needs
     /// a reward store: see [`ServiceBuilder::rewards`].
     pub rewards: RewardPolicy,
+    /// Phones issued a fixed code and sent no SMS (none by default); each
+    /// code must have `otp.length` digits.
+    pub test_phones: TestPhones,
 }
 
 /// A configuration the service refuses.
@@ -65,6 +69,9 @@ pub enum ConfigError {
     /// The reward policy pays, but the service has no reward store.
     #[error("the reward policy pays, but no reward store was given")]
     RewardsWithoutStore,
+    /// A test phone's fixed code does not have `otp.length` digits.
+    #[error("the test code of {0} must have otp.length digits")]
+    TestPhoneCodeLength(PhoneNumber),
 }
 
 impl Config {
@@ -116,6 +123,13 @@ impl Config {
             if !(min..=Money::MAX_AMOUNT).contains(&n) {
                 return Err(ConfigError::Amount(name));
             }
+        }
+        if let Some((phone, _)) = self
+            .test_phones
+            .iter()
+            .find(|(_, code)| code.length() != o.length)
+        {
+            return Err(ConfigError::TestPhoneCodeLength(*phone));
         }
         Ok(())
     }
@@ -511,7 +525,12 @@ impl ReferralService {
             return Err(RequestCodeError::CountryNotAllowed);
         }
         let now = self.now();
-        let code = OtpCode::generate(policy.length, self.random.as_ref());
+        // A test phone gets its fixed code, and no SMS (below).
+        let test_code = self.config.test_phones.code(phone);
+        let code = match test_code {
+            Some(fixed) => fixed.clone(),
+            None => OtpCode::generate(policy.length, self.random.as_ref()),
+        };
         let id = ChallengeId::generate(self.random.as_ref());
         let challenge = NewChallenge {
             id,
@@ -551,7 +570,9 @@ impl ReferralService {
             code,
             expires_in: policy.ttl,
         };
-        if let Err(error) = self.sms.send(&sms).await {
+        if test_code.is_some() {
+            test_phone::log_use(phone, "fixed code issued, no SMS sent");
+        } else if let Err(error) = self.sms.send(&sms).await {
             self.otp_store.revoke_otp(phone, id).await?;
             return Err(RequestCodeError::Sms(error));
         }
@@ -585,7 +606,11 @@ impl ReferralService {
             .verify_otp(phone, &guess, policy, now)
             .await?
         {
-            VerifyOutcome::Verified => {}
+            VerifyOutcome::Verified => {
+                if self.config.test_phones.contains(phone) {
+                    test_phone::log_use(phone, "logged in with its fixed code");
+                }
+            }
             VerifyOutcome::Mismatch { attempts_left } => {
                 return Err(VerifyError::WrongCode { attempts_left });
             }

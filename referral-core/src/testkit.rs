@@ -72,6 +72,8 @@ macro_rules! store_conformance_tests {
             otp_limits_are_per_phone,
             otp_global_send_budget,
             otp_country_allow_list,
+            otp_test_phone_gets_its_fixed_code_without_sms,
+            otp_test_phone_code_obeys_the_rules,
             register_retries_invite_code_collisions,
             register_is_idempotent_per_phone,
             user_lookup,
@@ -700,6 +702,81 @@ pub mod cases {
             .request_code(&h.phone())
             .await
             .expect("+7 is allowed");
+    }
+
+    /// A harness whose config lists one test phone, `+15550100001:2468`.
+    fn test_phone_harness<S: KitStore>(store: S) -> (Harness<S>, PhoneNumber, OtpCode) {
+        let config = Config {
+            test_phones: "+15550100001:2468".parse().expect("test phones"),
+            ..Config::default()
+        };
+        let phone: PhoneNumber = "+15550100001".parse().expect("phone");
+        let code = OtpCode::parse("2468", crate::otp::OtpLength::default()).expect("code");
+        (Harness::with_config(store, config), phone, code)
+    }
+
+    /// A test phone is issued its fixed code and sent no SMS; the code
+    /// works only once it was requested. Other phones are unaffected: they
+    /// get an SMS with a random code, and the test code does not log them in.
+    pub async fn otp_test_phone_gets_its_fixed_code_without_sms<S: KitStore>(store: S) {
+        let (h, test, fixed) = test_phone_harness(store);
+        let r = h.service.verify_code(&test, &fixed).await;
+        assert!(matches!(r, Err(VerifyError::NoLiveCode)), "{r:?}");
+        h.service
+            .request_code(&test)
+            .await
+            .expect("test phone code");
+        assert!(h.sms.latest(&test).is_none(), "no SMS to a test phone");
+        assert!(h.sms.messages().is_empty());
+        h.service
+            .verify_code(&test, &fixed)
+            .await
+            .expect("the fixed code logs in");
+
+        let other = h.phone();
+        let code = h.send_code(&other).await;
+        assert_eq!(h.sms.messages().len(), 1);
+        if code != fixed {
+            let r = h.service.verify_code(&other, &fixed).await;
+            assert!(matches!(r, Err(VerifyError::WrongCode { .. })), "{r:?}");
+        }
+        h.service
+            .verify_code(&other, &code)
+            .await
+            .expect("other phones keep their random codes");
+    }
+
+    /// A test phone's code still verifies once, expires, and burns after
+    /// `max_attempts` wrong guesses; the resend limits still apply.
+    pub async fn otp_test_phone_code_obeys_the_rules<S: KitStore>(store: S) {
+        let (h, test, fixed) = test_phone_harness(store);
+        // Single use.
+        h.service.request_code(&test).await.expect("code");
+        h.service
+            .verify_code(&test, &fixed)
+            .await
+            .expect("first use");
+        let r = h.service.verify_code(&test, &fixed).await;
+        assert!(matches!(r, Err(VerifyError::NoLiveCode)), "{r:?}");
+        // The cooldown.
+        let r = h.service.request_code(&test).await;
+        assert!(matches!(r, Err(RequestCodeError::Cooldown { .. })), "{r:?}");
+        // Expiry.
+        h.advance_secs(60);
+        h.service.request_code(&test).await.expect("code");
+        h.advance_secs(300);
+        let r = h.service.verify_code(&test, &fixed).await;
+        assert!(matches!(r, Err(VerifyError::Expired)), "{r:?}");
+        // Attempts.
+        h.service.request_code(&test).await.expect("code");
+        let wrong = h.wrong(&fixed);
+        for _ in 0..5 {
+            let r = h.service.verify_code(&test, &wrong).await;
+            assert!(matches!(r, Err(VerifyError::WrongCode { .. })), "{r:?}");
+        }
+        let r = h.service.verify_code(&test, &fixed).await;
+        assert!(matches!(r, Err(VerifyError::CodeBurned { .. })), "{r:?}");
+        assert!(h.sms.messages().is_empty());
     }
 
     /// A taken candidate invite code is skipped; when all are taken nothing is

@@ -488,3 +488,94 @@ fn a_paying_reward_policy_needs_a_reward_store_and_valid_amounts() {
     // Off by default: builds without a reward store.
     assert_eq!(build(Config::default()), Ok(()));
 }
+
+/// A writer the WARN log of the test-phone test goes to.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn test_phone_stores_its_fixed_code_sends_no_sms_and_logs_a_warning() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // Global: a thread-local default can miss callsites registered by other
+    // tests' threads. No other test here sets a subscriber.
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .unwrap();
+
+    let key = OtpKey::from_bytes(&[9u8; 32]).unwrap();
+    let expected = key.hash(
+        &phone(),
+        &OtpCode::parse("8642", Default::default()).unwrap(),
+    );
+    let mut otp = MockOtpCalls::new();
+    otp.expect_issue()
+        .times(1)
+        .withf(move |p, c, _| *p == phone() && c.hash == expected)
+        .returning(|_, _, now| Ok(IssueOutcome::Issued { next_send_at: now }));
+    otp.expect_verify()
+        .times(1)
+        .returning(|_, _| Ok(VerifyOutcome::Verified));
+    let mut users = MockUsers::new();
+    users
+        .expect_register()
+        .returning(|_, _, _| Ok(RegisterOutcome::Existing(user())));
+    let mut sms = MockSms::new();
+    sms.expect_send().times(0);
+    let mut config = Config::default();
+    config.test_phones = "+79991234567:8642".parse().unwrap();
+    let s = ReferralService::builder_with(Arc::new(Otp(otp)), Arc::new(users), Arc::new(sms))
+        .clock(Arc::new(TestClock::default()))
+        .random(Arc::new(SeededRandom::new(1)))
+        .otp_key(key)
+        .config(config)
+        .build()
+        .unwrap();
+    s.request_code(&phone()).await.unwrap();
+    s.verify_code(
+        &phone(),
+        &OtpCode::parse("8642", Default::default()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(logs.matches("WARN").count(), 2, "{logs}");
+    assert!(
+        logs.contains("test phone: fixed code issued, no SMS sent"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("test phone: logged in with its fixed code"),
+        "{logs}"
+    );
+    assert!(logs.contains("+79991234567"), "{logs}");
+    assert!(!logs.contains("8642"), "the code was logged: {logs}");
+}
+
+#[test]
+fn test_phone_codes_must_have_the_configured_length() {
+    let mut config = Config::default();
+    config.test_phones = "+79991234567:123456".parse().unwrap();
+    let r = ReferralService::builder_with(
+        Arc::new(Otp(MockOtpCalls::new())),
+        Arc::new(MockUsers::new()),
+        Arc::new(MockSms::new()),
+    )
+    .config(config)
+    .build();
+    assert_eq!(r.err(), Some(ConfigError::TestPhoneCodeLength(phone())));
+}
