@@ -50,7 +50,9 @@ const CLIENTS: [usize; 3] = [1, 16, 64];
 
 /// The statement of `PgStore::profile` (referral-sqlx/src/users.rs).
 const PROFILE: &str = "
-SELECT u.id, u.phone, u.invite_code, u.created_at, u.referral_count,
+SELECT u.id, u.phone, u.invite_code, u.created_at,
+       (SELECT coalesce(sum(c.n), 0)::bigint
+          FROM referral_count_shards c WHERE c.user_id = u.id) AS referral_count,
        r.invite_code AS activated_invite_code,
        ARRAY(SELECT i.phone
                FROM referral_activations a

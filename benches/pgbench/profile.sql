@@ -1,7 +1,9 @@
 -- pgbench: PgStore::profile's statement (referral-sqlx/src/users.rs, PROFILE)
 -- for one of the first :owners bench users (5 referrals each). See run.sh.
 \set n random(1, :owners)
-SELECT u.id, u.phone, u.invite_code, u.created_at, u.referral_count,
+SELECT u.id, u.phone, u.invite_code, u.created_at,
+       (SELECT coalesce(sum(c.n), 0)::bigint
+          FROM referral_count_shards c WHERE c.user_id = u.id) AS referral_count,
        r.invite_code AS activated_invite_code,
        ARRAY(SELECT i.phone
                FROM referral_activations a

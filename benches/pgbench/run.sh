@@ -32,7 +32,9 @@ done
 "${psql[@]}" "$url" -f setup.sql >/dev/null
 fresh=600000 # fresh users for activations and for login codes
 "${psql[@]}" "$url" >/dev/null <<SQL
-SELECT referral_bench_users(1, 100000 + 2 * $fresh, now());
+SELECT format('SELECT referral_bench_users(%s, %s, now())', f, least(f + 49999, 100000 + 2 * $fresh))
+  FROM generate_series(1, 100000 + 2 * $fresh, 50000) AS f
+\\gexec
 SELECT referral_bench_activations(o, 1001 + (o - 1) * 5, 1005 + (o - 1) * 5, now())
   FROM generate_series(1, 1000) AS o;
 SELECT setval('referral_bench_next', 100001);

@@ -9,7 +9,8 @@
 --   invite code n in base 31 over the invite alphabet, 6 characters
 -- The rows are the ones PgStore would write: a user row and its
 -- user_registered event; an activation row, the referrer's count and the
--- invite_activated event.
+-- invite_activated event. Each call writes at most 65 536 events (one
+-- transaction's event id range): callers insert in chunks.
 
 CREATE OR REPLACE FUNCTION referral_bench_id(n bigint) RETURNS uuid
 LANGUAGE sql IMMUTABLE AS $$ SELECT lpad(to_hex(n), 32, '0')::uuid $$;
@@ -25,31 +26,49 @@ LANGUAGE sql IMMUTABLE AS $$
       FROM generate_series(0, 5) AS i
 $$;
 
--- Users p_from..p_to, as referral_register creates them.
+-- Users p_from..p_to, as referral_register creates them. Event ids as
+-- referral_next_event_id() draws them: at most 65 536 events in one
+-- transaction, so bulk loads insert in chunks of at most that many users.
 CREATE OR REPLACE FUNCTION referral_bench_users(p_from bigint, p_to bigint, p_at timestamptz)
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_base bigint;
+BEGIN
     INSERT INTO referral_users (id, phone, invite_code, created_at)
     SELECT referral_bench_id(n), referral_bench_phone(n), referral_bench_code(n), p_at
       FROM generate_series(p_from, p_to) AS n;
-    INSERT INTO referral_events (at, kind, user_id, phone, invite_code)
-    SELECT p_at, 'user_registered', referral_bench_id(n), referral_bench_phone(n), referral_bench_code(n)
+    v_base := referral_next_event_id();
+    IF (v_base & 65535) + (p_to - p_from) >= 65536 THEN
+        RAISE EXCEPTION 'too many events for one transaction: insert in chunks';
+    END IF;
+    INSERT INTO referral_events (id, at, kind, user_id, phone, invite_code)
+    SELECT v_base + (n - p_from), p_at, 'user_registered', referral_bench_id(n),
+           referral_bench_phone(n), referral_bench_code(n)
       FROM generate_series(p_from, p_to) AS n;
-$$;
+END $$;
 
 -- Users p_from..p_to activate the code of user p_referrer, one microsecond
--- apart from p_at, as referral_activate records them.
+-- apart from p_at, as referral_activate records them (the count in shard 0).
 CREATE OR REPLACE FUNCTION referral_bench_activations(p_referrer bigint, p_from bigint, p_to bigint, p_at timestamptz)
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_base bigint;
+BEGIN
     INSERT INTO referral_activations (invitee_id, referrer_id, activated_at)
     SELECT referral_bench_id(n), referral_bench_id(p_referrer), p_at + (n - p_from) * interval '1 microsecond'
       FROM generate_series(p_from, p_to) AS n;
-    UPDATE referral_users u SET referral_count = u.referral_count + (p_to - p_from + 1)
-     WHERE u.id = referral_bench_id(p_referrer);
-    INSERT INTO referral_events (at, kind, user_id, invite_code, referrer_id)
-    SELECT p_at + (n - p_from) * interval '1 microsecond', 'invite_activated', referral_bench_id(n),
-           referral_bench_code(p_referrer), referral_bench_id(p_referrer)
+    INSERT INTO referral_count_shards AS c (user_id, shard, n)
+    VALUES (referral_bench_id(p_referrer), 0, p_to - p_from + 1)
+    ON CONFLICT (user_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n;
+    v_base := referral_next_event_id();
+    IF (v_base & 65535) + (p_to - p_from) >= 65536 THEN
+        RAISE EXCEPTION 'too many events for one transaction: insert in chunks';
+    END IF;
+    INSERT INTO referral_events (id, at, kind, user_id, invite_code, referrer_id)
+    SELECT v_base + (n - p_from), p_at + (n - p_from) * interval '1 microsecond', 'invite_activated',
+           referral_bench_id(n), referral_bench_code(p_referrer), referral_bench_id(p_referrer)
       FROM generate_series(p_from, p_to) AS n;
-$$;
+END $$;
 
 -- Live login codes for the phones of users p_from..p_to, as referral_otp_issue
 -- leaves them (the code row and the charged send); the challenge id of phone

@@ -106,7 +106,12 @@ pub fn invite_code(n: u64) -> InviteCode {
     InviteCode::parse(std::str::from_utf8(&out).unwrap_or_default()).expect("a valid code")
 }
 
-/// Inserts bench users `from..=to` as `ReferralStore::register` would.
+/// Bulk inserts write at most this many users (and events) per transaction:
+/// one transaction's event ids leave room for 65 536.
+const CHUNK: u64 = 50_000;
+
+/// Inserts bench users `from..=to` as `ReferralStore::register` would, in
+/// transactions of at most 50 000.
 ///
 /// # Errors
 /// When PostgreSQL fails.
@@ -116,17 +121,23 @@ pub async fn insert_users(
     to: u64,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT referral_bench_users($1, $2, $3)")
-        .bind(big(from))
-        .bind(big(to))
-        .bind(at)
-        .execute(pool)
-        .await
-        .map(drop)
+    let mut first = from;
+    while first <= to {
+        let last = to.min(first + CHUNK - 1);
+        sqlx::query("SELECT referral_bench_users($1, $2, $3)")
+            .bind(big(first))
+            .bind(big(last))
+            .bind(at)
+            .execute(pool)
+            .await?;
+        first = last + 1;
+    }
+    Ok(())
 }
 
 /// Records users `from..=to` activating `referrer`'s code, one microsecond
-/// apart from `at`, as `ReferralStore::activate_invite` would.
+/// apart from `at`, as `ReferralStore::activate_invite` would, in
+/// transactions of at most 50 000.
 ///
 /// # Errors
 /// When PostgreSQL fails.
@@ -137,14 +148,20 @@ pub async fn insert_activations(
     to: u64,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT referral_bench_activations($1, $2, $3, $4)")
-        .bind(big(referrer))
-        .bind(big(from))
-        .bind(big(to))
-        .bind(at)
-        .execute(pool)
-        .await
-        .map(drop)
+    let mut first = from;
+    while first <= to {
+        let last = to.min(first + CHUNK - 1);
+        let offset = i64::try_from(first - from).unwrap_or(i64::MAX);
+        sqlx::query("SELECT referral_bench_activations($1, $2, $3, $4)")
+            .bind(big(referrer))
+            .bind(big(first))
+            .bind(big(last))
+            .bind(at + chrono::TimeDelta::microseconds(offset))
+            .execute(pool)
+            .await?;
+        first = last + 1;
+    }
+    Ok(())
 }
 
 /// Gives the phones of bench users `from..from + count` a live login code

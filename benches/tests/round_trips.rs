@@ -133,7 +133,7 @@ async fn hot_operations_cost_one_round_trip() {
     let raw_profile = count(&proxy, |_| {
         let raw = raw.clone();
         async move {
-            sqlx::query("SELECT referral_count FROM referral_users WHERE id = $1")
+            sqlx::query("SELECT phone FROM referral_users WHERE id = $1")
                 .bind(pg::user_id(1).as_uuid())
                 .fetch_one(&raw)
                 .await

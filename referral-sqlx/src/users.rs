@@ -62,7 +62,9 @@ fn limit(n: usize) -> i64 {
 }
 
 const PROFILE: &str = "
-SELECT u.id, u.phone, u.invite_code, u.created_at, u.referral_count,
+SELECT u.id, u.phone, u.invite_code, u.created_at,
+       (SELECT coalesce(sum(c.n), 0)::bigint
+          FROM referral_count_shards c WHERE c.user_id = u.id) AS referral_count,
        r.invite_code AS activated_invite_code,
        ARRAY(SELECT i.phone
                FROM referral_activations a
@@ -284,11 +286,16 @@ impl ReferralStore for PgStore {
                 Err(_) => return Ok(Vec::new()), // past any id PostgreSQL can hold
             },
         };
-        // Ids become visible in increasing order (the writer lock, see the
-        // migration), so `id > after` misses nothing that commits later.
+        // An event id is its transaction's xid8 << 16 plus its number in the
+        // transaction, and only events below the horizon (of transactions
+        // older than every one of this database still running) are returned:
+        // one committing later has a larger id than any returned, so
+        // `id > after` misses nothing (migration 20261130020001).
         let rows = sqlx::query(
             "SELECT id, at, kind, user_id, phone, invite_code, referrer_id
-               FROM referral_events WHERE id > $1 ORDER BY id LIMIT $2",
+               FROM referral_events
+              WHERE id > $1 AND id < referral_events_horizon()
+              ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(limit(count))

@@ -761,7 +761,7 @@ async fn events_become_visible_in_id_order_even_when_a_writer_is_slow() {
     };
     let rng = SeededRandom::new(6);
     // A slow writer: registers inside a transaction it keeps open, so its
-    // event's id is drawn but not committed.
+    // event is written but not committed.
     let mut slow = a.pool().begin().await.unwrap();
     let slow_id = UserId::generate(&rng);
     let outcome: String =
@@ -774,30 +774,55 @@ async fn events_become_visible_in_id_order_even_when_a_writer_is_slow() {
             .await
             .unwrap();
     assert_eq!(outcome, "created");
-    // A fast writer on another pool: it waits for the slow one's commit
-    // rather than committing a later id first.
-    let fast = {
-        let b = b.clone();
-        tokio::spawn(async move { register(&b, &SeededRandom::new(7), 2).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Writers on another pool do not wait for it: a registration and an
+    // activation commit meanwhile, and a transaction that rolls back wrote
+    // an event too.
+    let fast_user = register(&b, &SeededRandom::new(7), 2).await;
+    let other = register(&b, &SeededRandom::new(8), 3).await;
+    let out = b
+        .activate_invite(
+            other.id,
+            &fast_user.invite_code,
+            &InvitePolicy::default(),
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, ActivationOutcome::Activated { .. }),
+        "{out:?}"
+    );
+    let mut rolled_back = b.pool().begin().await.unwrap();
+    let _: String = sqlx::query_scalar("SELECT outcome FROM referral_register($1, $2, $3, $4)")
+        .bind(phone(4).to_string())
+        .bind(UserId::generate(&rng).as_uuid())
+        .bind(t0())
+        .bind(vec![InviteCode::generate(&rng).as_str().to_owned()])
+        .fetch_one(&mut *rolled_back)
+        .await
+        .unwrap();
+    rolled_back.rollback().await.unwrap();
+    // Their events are committed but not readable yet: the slow writer's
+    // transaction is older, and its event will come first.
     assert!(
         b.events_after(None, 10).await.unwrap().is_empty(),
-        "no id may be visible yet"
+        "nothing may be readable before the slow writer's event"
     );
-    assert!(!fast.is_finished(), "the second writer waits for the first");
     slow.commit().await.unwrap();
-    let fast_user = fast.await.unwrap();
     let events = b.events_after(None, 10).await.unwrap();
     let users: Vec<UserId> = events
         .iter()
         .map(|e| match &e.kind {
-            referral_core::EventKind::UserRegistered { user, .. } => *user,
+            referral_core::EventKind::UserRegistered { user, .. }
+            | referral_core::EventKind::InviteActivated { user, .. } => *user,
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(users, vec![slow_id, fast_user.id]);
-    assert!(events[0].id < events[1].id);
+    assert_eq!(users, vec![slow_id, fast_user.id, other.id, other.id]);
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id), "{events:?}");
+    // A consumer that read up to the first sees the rest, once.
+    let rest = b.events_after(Some(events[0].id), 10).await.unwrap();
+    assert_eq!(rest, events[1..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -817,9 +842,10 @@ async fn a_call_stuck_behind_a_lock_times_out_as_unavailable() {
         register(&store, &rng, 1).await,
         register(&store, &rng, 2).await,
     );
-    // Someone holds the writer lock (a stuck transaction).
+    // Someone holds bob's user lock (a stuck transaction).
     let mut stuck = store.pool().begin().await.unwrap();
-    sqlx::query("SELECT referral_lock_writer()")
+    sqlx::query("SELECT referral_lock_user($1)")
+        .bind(bob.id.as_uuid())
         .execute(&mut *stuck)
         .await
         .unwrap();
@@ -1006,4 +1032,355 @@ async fn connections_dropped_at_once_are_unavailable() {
         let err = ReferralStore::health(&store).await.unwrap_err();
         assert!(err.is_transient(), "{url}: {err:?}");
     }
+}
+
+/// Registers `n` users, alternating the two pools.
+async fn users(stores: &[PgStore; 2], rng: &SeededRandom, next: &mut u64, n: usize) -> Vec<User> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        *next += 1;
+        out.push(register(&stores[i % 2], rng, *next).await);
+    }
+    out
+}
+
+/// `me` activates `owner`'s code through `store`.
+async fn activate(store: &PgStore, me: &User, owner: &User) -> ActivationOutcome {
+    store
+        .activate_invite(me.id, &owner.invite_code, &InvitePolicy::default(), t0())
+        .await
+        .unwrap()
+}
+
+/// No user is its own ancestor: every referrer chain ends at a root.
+async fn assert_forest(store: &PgStore) {
+    let cycles: i64 = sqlx::query_scalar(
+        "WITH RECURSIVE up (start, id, depth) AS (
+             SELECT a.invitee_id, a.referrer_id, 1 FROM referral_activations a
+             UNION ALL
+             SELECT up.start, a.referrer_id, up.depth + 1
+               FROM up JOIN referral_activations a ON a.invitee_id = up.id
+              WHERE up.id <> up.start AND up.depth < 100)
+         SELECT count(*) FROM up WHERE up.id = up.start",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(cycles, 0, "a referral cycle was committed");
+}
+
+/// Rings of 4 to 8 users, each user activating the next one's code at the
+/// same moment, through two pools: exactly one activation of each ring is
+/// refused as a cycle, whatever the interleaving. Fails when the tree locks
+/// of `referral_activate` are taken out (checked by hand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rings_of_four_to_eight_closed_concurrently_never_form_a_cycle() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(20);
+    let mut next = 0;
+    for round in 0..6 {
+        for k in 4..=8usize {
+            let ring = users(&stores, &rng, &mut next, k).await;
+            let results = race(k, |i| {
+                let store = stores[(i + round) % 2].clone();
+                let (me, owner) = (ring[i].clone(), ring[(i + 1) % k].clone());
+                async move { activate(&store, &me, &owner).await }
+            })
+            .await;
+            let activated = results
+                .iter()
+                .filter(|r| matches!(r, ActivationOutcome::Activated { .. }))
+                .count();
+            let cycles = results
+                .iter()
+                .filter(|r| **r == ActivationOutcome::Cycle)
+                .count();
+            assert_eq!(
+                (activated, cycles),
+                (k - 1, 1),
+                "round {round}, ring of {k}: {results:?}"
+            );
+        }
+    }
+    assert_forest(&stores[0]).await;
+}
+
+/// Chains and trees growing and merging concurrently: nothing that closes no
+/// cycle is refused, and two trees joining each other at once make one tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chains_and_trees_merging_concurrently_keep_every_rule() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(21);
+    let mut next = 0;
+    for round in 0..5 {
+        // A chain of 8 built at once: every link is accepted.
+        let chain = users(&stores, &rng, &mut next, 8).await;
+        let results = race(7, |i| {
+            let store = stores[(i + round) % 2].clone();
+            let (me, owner) = (chain[i].clone(), chain[i + 1].clone());
+            async move { activate(&store, &me, &owner).await }
+        })
+        .await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, ActivationOutcome::Activated { .. })),
+            "round {round}: {results:?}"
+        );
+
+        // Two chains of 4; at once, each one's root activates the other's
+        // leaf (a ring of 8 through existing links), and leaves join both.
+        let left = users(&stores, &rng, &mut next, 4).await;
+        let right = users(&stores, &rng, &mut next, 4).await;
+        for side in [&left, &right] {
+            for i in 0..3 {
+                let out = activate(&stores[i % 2], &side[i], &side[i + 1]).await;
+                assert!(
+                    matches!(out, ActivationOutcome::Activated { .. }),
+                    "{out:?}"
+                );
+            }
+        }
+        let newcomers = users(&stores, &rng, &mut next, 4).await;
+        let results = race(6, |i| {
+            let store = stores[(i + round) % 2].clone();
+            let (me, owner) = match i {
+                0 => (left[3].clone(), right[0].clone()),
+                1 => (right[3].clone(), left[0].clone()),
+                n => (
+                    newcomers[n - 2].clone(),
+                    if n % 2 == 0 {
+                        left[1].clone()
+                    } else {
+                        right[2].clone()
+                    },
+                ),
+            };
+            async move { activate(&store, &me, &owner).await }
+        })
+        .await;
+        let wins = results[..2]
+            .iter()
+            .filter(|r| matches!(r, ActivationOutcome::Activated { .. }))
+            .count();
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        assert!(
+            results[..2].contains(&ActivationOutcome::Cycle),
+            "{results:?}"
+        );
+        assert!(
+            results[2..]
+                .iter()
+                .all(|r| matches!(r, ActivationOutcome::Activated { .. })),
+            "round {round}: {results:?}"
+        );
+    }
+    assert_forest(&stores[0]).await;
+}
+
+/// Backends of this database waiting for a lock, and on what.
+async fn lock_waits(store: &PgStore) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT l.locktype || ' ' || l.mode FROM pg_locks l
+           JOIN pg_stat_activity s ON s.pid = l.pid
+          WHERE NOT l.granted AND s.datname = current_database()",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+}
+
+/// An activation held open in a transaction makes no unrelated write wait:
+/// registrations, activations into other trees and into the same tree (even
+/// of the same code) go through from another pool while it is open, with no
+/// lock wait. Only what depends on it waits: an activation of a code of the
+/// user being activated (its tree's root may change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_activation_makes_no_unrelated_write_wait() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(22);
+    let mut next = 0;
+    let people = users(&stores, &rng, &mut next, 8).await;
+    let [x, y, z, w, v, t, u, s] = <[User; 8]>::try_from(people).unwrap();
+
+    // x activates y's code, in a transaction held open on pool a.
+    let mut open = stores[0].pool().begin().await.unwrap();
+    let outcome: String =
+        sqlx::query_scalar("SELECT outcome FROM referral_activate($1, $2, $3, 3600000000, 10)")
+            .bind(x.id.as_uuid())
+            .bind(y.invite_code.as_str())
+            .bind(t0())
+            .fetch_one(&mut *open)
+            .await
+            .unwrap();
+    assert_eq!(outcome, "activated");
+
+    // Meanwhile, on pool b: each of these completes while x's transaction is
+    // still open (were it to wait for it, it could never complete: the test
+    // commits x only afterwards), and nothing waits for a lock.
+    next += 1;
+    let newcomer = register(&stores[1], &rng, next).await;
+    assert!(matches!(
+        activate(&stores[1], &z, &w).await,
+        ActivationOutcome::Activated { .. }
+    ));
+    assert!(matches!(
+        activate(&stores[1], &v, &y).await,
+        ActivationOutcome::Activated { .. }
+    ));
+    assert!(matches!(
+        activate(&stores[1], &newcomer, &y).await,
+        ActivationOutcome::Activated { .. }
+    ));
+    assert!(matches!(
+        activate(&stores[1], &u, &s).await,
+        ActivationOutcome::Activated { .. }
+    ));
+    assert_eq!(lock_waits(&stores[1]).await, Vec::<String>::new());
+
+    // t joining x's tree does wait: x's root is about to change.
+    let dependent = {
+        let store = stores[1].clone();
+        let (t, x) = (t.clone(), x.clone());
+        tokio::spawn(async move { activate(&store, &t, &x).await })
+    };
+    loop {
+        let waits = lock_waits(&stores[1]).await;
+        if waits.iter().any(|l| l == "advisory ShareLock") {
+            break;
+        }
+        assert!(
+            !dependent.is_finished(),
+            "t's activation did not wait for x's"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    open.commit().await.unwrap();
+    assert_eq!(
+        dependent.await.unwrap(),
+        ActivationOutcome::Activated { referrer: x.id }
+    );
+    // y now has x, v and the newcomer; the counts and the lists agree.
+    let profile = stores[1].profile(y.id, 10).await.unwrap().unwrap();
+    assert_eq!(profile.referral_count, 3);
+    assert_eq!(profile.referrals.len(), 3);
+    assert_forest(&stores[0]).await;
+}
+
+/// A viral code: hundreds of activations of one code at once, over two
+/// pools, all counted exactly, in more than one counter row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_viral_code_counts_every_activation_in_shards() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(23);
+    let mut next = 0;
+    let owner = users(&stores, &rng, &mut next, 1).await.remove(0);
+    let fans = users(&stores, &rng, &mut next, 300).await;
+    let results = race(fans.len(), |i| {
+        let store = stores[i % 2].clone();
+        let (me, owner) = (fans[i].clone(), owner.clone());
+        async move { activate(&store, &me, &owner).await }
+    })
+    .await;
+    assert!(
+        results
+            .iter()
+            .all(|r| *r == ActivationOutcome::Activated { referrer: owner.id }),
+        "{results:?}"
+    );
+    let profile = stores[0].profile(owner.id, 1000).await.unwrap().unwrap();
+    assert_eq!(profile.referral_count, 300);
+    assert_eq!(profile.referrals.len(), 300);
+    let shards: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM referral_count_shards WHERE user_id = $1")
+            .bind(owner.id.as_uuid())
+            .fetch_one(stores[0].pool())
+            .await
+            .unwrap();
+    assert!(shards > 1, "one counter row for all: {shards}");
+    let events = stores[1].events_after(None, 1000).await.unwrap();
+    assert_eq!(events.len(), 301 + 300);
+}
+
+/// A database with users, activations and events from before the parallel
+/// writes (migration 20261130020001): counts are kept, and new event ids
+/// come after the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrading_to_parallel_writes_keeps_counts_and_event_order() {
+    let _gate = SERVER.read().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    let store = PgStore::connect_with(common::test_options(connect))
+        .await
+        .unwrap();
+    let before = Migrator::new(MigrationsUpTo(20261123000004)).await.unwrap();
+    before.run(store.pool()).await.unwrap();
+    let rng = SeededRandom::new(24);
+    let (alice, bob, carol) = (
+        register(&store, &rng, 1).await,
+        register(&store, &rng, 2).await,
+        register(&store, &rng, 3).await,
+    );
+    for fan in [&bob, &carol] {
+        let out = sqlx::query_scalar::<_, String>(
+            "SELECT outcome FROM referral_activate($1, $2, $3, 3600000000, 10)",
+        )
+        .bind(fan.id.as_uuid())
+        .bind(alice.invite_code.as_str())
+        .bind(t0())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(out, "activated");
+    }
+    let old: Vec<i64> = sqlx::query_scalar("SELECT id FROM referral_events ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(old.len(), 5);
+
+    store.migrate().await.unwrap();
+    let profile = store.profile(alice.id, 10).await.unwrap().unwrap();
+    assert_eq!(profile.referral_count, 2);
+    let dave = register(&store, &rng, 4).await;
+    assert_eq!(
+        activate(&store, &dave, &alice).await,
+        ActivationOutcome::Activated { referrer: alice.id }
+    );
+    assert_eq!(
+        store
+            .profile(alice.id, 10)
+            .await
+            .unwrap()
+            .unwrap()
+            .referral_count,
+        3
+    );
+    let events = store.events_after(None, 100).await.unwrap();
+    let ids: Vec<u64> = events.iter().map(|e| e.id.0).collect();
+    assert_eq!(ids.len(), 7);
+    assert_eq!(
+        &ids[..5],
+        old.iter().map(|&i| i as u64).collect::<Vec<_>>().as_slice()
+    );
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let after_old = store.events_after(Some(events[4].id), 100).await.unwrap();
+    assert_eq!(after_old, events[5..]);
 }
