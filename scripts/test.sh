@@ -13,7 +13,11 @@
 #
 # It also exports REFERRAL_TEST_PGCTL, a command taking `stop` or `start`,
 # which the restart test of referral-sqlx uses to take the server down and
-# bring it back.
+# bring it back, and REFERRAL_TEST_PGBOUNCER_URL: a PgBouncer in transaction
+# mode (Debian's `pgbouncer`, installed like PostgreSQL when missing) in front
+# of the throwaway cluster, which referral-sqlx's kit also runs through. With
+# DATABASE_URL set, REFERRAL_TEST_PGBOUNCER_URL is taken from the environment
+# as well (the PgBouncer tests skip without it, and fail under CI).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -66,6 +70,18 @@ if [[ $(id -u) -ne 0 ]]; then
     fi
 fi
 
+if ! command -v pgbouncer >/dev/null 2>&1 && [[ ! -x /usr/sbin/pgbouncer ]]; then
+    if [[ "${as_root[0]:-}" == none ]]; then
+        log "PgBouncer is not installed and this user cannot install it."
+        log "Install it (Debian: apt-get install pgbouncer) or set DATABASE_URL."
+        exit 1
+    fi
+    log "installing PgBouncer (apt-get install pgbouncer)"
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
+fi
+PGBOUNCER=$(command -v pgbouncer 2>/dev/null || echo /usr/sbin/pgbouncer)
+
 if ! PG_BIN=$(find_pg_bin); then
     if [[ "${as_root[0]:-}" == none ]]; then
         log "PostgreSQL (initdb, pg_ctl) is not installed and this user cannot install it."
@@ -106,6 +122,9 @@ tmp=$(mktemp -d /tmp/referral-pg.XXXXXX)
 data="$tmp/data"
 cleanup() {
     local code=$?
+    if [[ -f "$tmp/pgbouncer.pid" ]]; then
+        kill "$(cat "$tmp/pgbouncer.pid")" 2>/dev/null || true
+    fi
     if [[ -f "$data/postmaster.pid" ]]; then
         as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
     fi
@@ -184,6 +203,60 @@ fi
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 export REFERRAL_TEST_PGCTL="$tmp/pgctl"
 log "throwaway PostgreSQL at $DATABASE_URL (data in $data)"
+
+# PgBouncer in transaction mode in front of it: every database of the server
+# (the tests create their own), trust auth for the one user, sqlx's
+# `extra_float_digits` startup parameter ignored (PgBouncer refuses unknown
+# ones, and refuses `options`: what PgStoreOptions::transaction_pooler is
+# for). Like PostgreSQL, it refuses to run as root.
+echo '"postgres" ""' >"$tmp/pgbouncer.users"
+bouncer_started=""
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    bport=$((20000 + RANDOM % 40000))
+    port_free "$bport" || continue
+    cat >"$tmp/pgbouncer.ini" <<BOUNCER
+[databases]
+* = host=127.0.0.1 port=$port
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bport
+unix_socket_dir =
+auth_type = trust
+auth_file = $tmp/pgbouncer.users
+pool_mode = transaction
+max_client_conn = 2000
+default_pool_size = 60
+ignore_startup_parameters = extra_float_digits
+logfile = $tmp/pgbouncer.log
+pidfile = $tmp/pgbouncer.pid
+BOUNCER
+    [[ -n "$pg_user" ]] && chown "$pg_user" "$tmp/pgbouncer.ini" "$tmp/pgbouncer.users"
+    if as_pg "$PGBOUNCER" -d -q "$tmp/pgbouncer.ini" </dev/null; then
+        for _ in $(seq 50); do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$bport") 2>/dev/null; then
+                bouncer_started=yes
+                break
+            fi
+            sleep 0.1
+        done
+        [[ -n "$bouncer_started" ]] && break
+    fi
+    log "could not start PgBouncer on port $bport; trying another"
+done
+if [[ -z "$bouncer_started" ]]; then
+    cat "$tmp/pgbouncer.log" >&2 || true
+    exit 1
+fi
+# Killed outright, this script leaves PgBouncer to a watchdog, as the cluster.
+if command -v setsid >/dev/null 2>&1; then
+    bouncer_pid=$(cat "$tmp/pgbouncer.pid" 2>/dev/null || true)
+    if [[ "$bouncer_pid" =~ ^[0-9]+$ ]]; then
+        setsid bash -c "while kill -0 $$ 2>/dev/null; do sleep 5; done
+            kill $bouncer_pid 2>/dev/null" </dev/null >/dev/null 2>&1 &
+    fi
+fi
+export REFERRAL_TEST_PGBOUNCER_URL="postgres://postgres@127.0.0.1:$bport/postgres"
+log "PgBouncer in transaction mode at $REFERRAL_TEST_PGBOUNCER_URL ($("$PGBOUNCER" --version | head -n 1))"
 
 set +e
 run_tests "$@"

@@ -9,7 +9,10 @@ use referral_core::StoreError;
 /// that are not PostgreSQL's protocol (a connection cut mid-message, a
 /// proxy or load balancer with no server behind it), the server shutting
 /// down or starting up, too many connections, a statement timeout, a
-/// read-only server after a failover, its database missing). Anything else,
+/// read-only server after a failover, its database missing, a serialization
+/// failure or deadlock (a standby cancelling a read, a lock cycle broken),
+/// a pooler's own errors: PgBouncer answers `08P01` for its refusals and
+/// timeouts, and closes connections it drops). Anything else,
 /// a bug or a schema that does not match, is [`StoreError::Internal`].
 pub(crate) fn map(error: sqlx::Error) -> StoreError {
     if is_unavailable(&error) {
@@ -41,6 +44,17 @@ fn unavailable_sqlstate(code: &str) -> bool {
         || code.starts_with("57P") // admin/crash shutdown, cannot connect now, database dropped
         || code == "57014" // query canceled: statement_timeout
         || code == "25006" // read-only transaction: a standby after failover
+        // serialization failure, deadlock: a standby cancelling a read that
+        // conflicts with recovery, or a transaction PostgreSQL aborted to
+        // break a lock cycle; nothing was written, the call may be retried.
+        || code == "40001"
+        || code == "40P01"
+        || code == "55P03" // lock not available: lock_timeout
+        || code == "25P03" // idle in transaction session timeout
+        // invalid SQL statement name: a prepared statement gone because a
+        // pooler moved the session to another server connection (a store
+        // behind a transaction pooler without `transaction_pooler(true)`).
+        || code == "26000"
         // invalid catalog name: the database is gone (dropped, being restored)
         // while the server runs; at start the migrations still fail loudly.
         || code == "3D000"
@@ -73,11 +87,12 @@ mod tests {
         assert!(map(sqlx::Error::Protocol("unexpected response".into())).is_transient());
         assert!(!map(sqlx::Error::ColumnNotFound("x".into())).is_transient());
         for code in [
-            "08006", "57P01", "57P03", "53300", "57014", "25006", "3D000",
+            "08006", "57P01", "57P03", "53300", "57014", "25006", "3D000", "40001", "40P01",
+            "55P03", "25P03", "26000", "08P01",
         ] {
             assert!(unavailable_sqlstate(code), "{code}");
         }
-        for code in ["23505", "42P01", "XX000", "40P01"] {
+        for code in ["23505", "42P01", "XX000", "42883"] {
             assert!(!unavailable_sqlstate(code), "{code}");
         }
     }

@@ -67,7 +67,7 @@ use std::time::Duration;
 
 use referral_core::StoreError;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 /// The migrations of this crate, embedded at build time. Run them with
 /// [`PgStore::migrate`], or with `MIGRATOR.run(&pool)` from an app's own
@@ -80,7 +80,16 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Behind a transaction-mode pooler: the statement opening each call's
+    /// transaction (isolation and statement timeout set in it, since the
+    /// pooler refuses them as startup options).
+    pooler_begin: Option<String>,
+    /// Where `migrate` connects when not through `pool`.
+    migration: Option<PgConnectOptions>,
 }
+
+/// A query as this crate builds them.
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 impl PgStore {
     /// A store for the database at `url`
@@ -103,6 +112,16 @@ impl PgStore {
     pub async fn connect_with(options: PgStoreOptions) -> Result<Self, StoreError> {
         let connect = options.session_options();
         let ping_idle_after = options.ping_idle_after;
+        let pooler_begin = options.transaction_pooler.then(|| {
+            let mut begin = String::from("BEGIN ISOLATION LEVEL READ COMMITTED");
+            if let Some(timeout) = options.statement_timeout {
+                begin.push_str(&format!(
+                    "; SET LOCAL statement_timeout = {}",
+                    timeout.as_millis().max(1)
+                ));
+            }
+            begin
+        });
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .min_connections(options.min_connections)
@@ -123,7 +142,11 @@ impl PgStore {
                 })
             })
             .connect_lazy_with(connect);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            pooler_begin,
+            migration: options.migration,
+        })
     }
 
     /// A store on an existing pool. Its connections must run at READ
@@ -131,17 +154,98 @@ impl PgStore {
     /// refuse to run at another level rather than decide wrongly.
     #[must_use]
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            pooler_begin: None,
+            migration: None,
+        }
     }
 
-    /// Applies the pending [`MIGRATOR`] migrations.
+    /// Applies the pending [`MIGRATOR`] migrations, over
+    /// [`PgStoreOptions::migration_url`] when one was given (a direct
+    /// connection: sqlx's migrator takes a session-level advisory lock and
+    /// prepares statements, which a transaction-mode pooler breaks), else
+    /// over the store's own pool.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached,
     /// [`StoreError::Internal`] when a migration fails or the database holds
-    /// migrations this crate does not know.
+    /// migrations this crate does not know, or when the store goes through a
+    /// transaction pooler and has no migration URL.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(error::map_migrate)
+        match (&self.migration, &self.pooler_begin) {
+            (Some(direct), _) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(PgStoreOptions::DEFAULT_ACQUIRE_TIMEOUT)
+                    .connect_with(direct.clone())
+                    .await
+                    .map_err(error::map)?;
+                let result = MIGRATOR.run(&pool).await.map_err(error::map_migrate);
+                pool.close().await;
+                result
+            }
+            (None, Some(_)) => Err(StoreError::internal(
+                "migrations need a direct connection, not a transaction pooler: set PgStoreOptions::migration_url",
+            )),
+            (None, None) => MIGRATOR.run(&self.pool).await.map_err(error::map_migrate),
+        }
+    }
+
+    /// Runs `query` for its first row: straight on the pool, or behind a
+    /// transaction pooler inside a transaction of its own (see
+    /// [`PgStoreOptions::transaction_pooler`]).
+    pub(crate) async fn fetch_one(&self, query: PgQuery<'_>) -> Result<PgRow, sqlx::Error> {
+        match &self.pooler_begin {
+            None => query.fetch_one(&self.pool).await,
+            Some(begin) => {
+                let mut tx = self.pool.begin_with(begin.clone()).await?;
+                let row = query.persistent(false).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+        }
+    }
+
+    /// Like [`fetch_one`](Self::fetch_one), for at most one row.
+    pub(crate) async fn fetch_optional(
+        &self,
+        query: PgQuery<'_>,
+    ) -> Result<Option<PgRow>, sqlx::Error> {
+        match &self.pooler_begin {
+            None => query.fetch_optional(&self.pool).await,
+            Some(begin) => {
+                let mut tx = self.pool.begin_with(begin.clone()).await?;
+                let row = query.persistent(false).fetch_optional(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+        }
+    }
+
+    /// Like [`fetch_one`](Self::fetch_one), for every row.
+    pub(crate) async fn fetch_all(&self, query: PgQuery<'_>) -> Result<Vec<PgRow>, sqlx::Error> {
+        match &self.pooler_begin {
+            None => query.fetch_all(&self.pool).await,
+            Some(begin) => {
+                let mut tx = self.pool.begin_with(begin.clone()).await?;
+                let rows = query.persistent(false).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(rows)
+            }
+        }
+    }
+
+    /// Like [`fetch_one`](Self::fetch_one), for no row.
+    pub(crate) async fn execute(&self, query: PgQuery<'_>) -> Result<(), sqlx::Error> {
+        match &self.pooler_begin {
+            None => query.execute(&self.pool).await.map(drop),
+            Some(begin) => {
+                let mut tx = self.pool.begin_with(begin.clone()).await?;
+                query.persistent(false).execute(&mut *tx).await?;
+                tx.commit().await
+            }
+        }
     }
 
     /// The pool, for an app's own queries (say a readiness probe).
@@ -172,8 +276,10 @@ impl PgStore {
         invite: &referral_core::store::InvitePolicy,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64, StoreError> {
-        let deleted: i64 = sqlx::query_scalar(
-            "WITH codes AS (
+        let row = self
+            .fetch_one(
+                sqlx::query(
+                    "WITH codes AS (
                  DELETE FROM referral_otp_codes WHERE expires_at <= $1 RETURNING 1),
              sends AS (
                  DELETE FROM referral_otp_sends
@@ -190,23 +296,22 @@ impl PgStore {
              SELECT (SELECT count(*) FROM codes) + (SELECT count(*) FROM sends)
                   + (SELECT count(*) FROM failures) + (SELECT count(*) FROM invites)
                   + (SELECT count(*) FROM global)",
-        )
-        .bind(now)
-        .bind(micros(otp.send_window))
-        .bind(micros(otp.resend_cooldown))
-        .bind(micros(otp.failure_window))
-        .bind(micros(invite.failure_window))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(error::map)?;
+                )
+                .bind(now)
+                .bind(micros(otp.send_window))
+                .bind(micros(otp.resend_cooldown))
+                .bind(micros(otp.failure_window))
+                .bind(micros(invite.failure_window)),
+            )
+            .await
+            .map_err(error::map)?;
+        let deleted: i64 = sqlx::Row::try_get(&row, 0).map_err(error::map)?;
         Ok(u64::try_from(deleted).unwrap_or(0))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        self.execute(sqlx::query("SELECT 1"))
             .await
-            .map(drop)
             .map_err(error::map)
     }
 }
@@ -234,6 +339,8 @@ pub struct PgStoreOptions {
     idle_timeout: Option<Duration>,
     max_lifetime: Option<Duration>,
     ping_idle_after: Duration,
+    transaction_pooler: bool,
+    migration: Option<PgConnectOptions>,
 }
 
 impl PgStoreOptions {
@@ -285,6 +392,8 @@ impl PgStoreOptions {
             idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
             max_lifetime: Some(Self::DEFAULT_MAX_LIFETIME),
             ping_idle_after: Self::DEFAULT_PING_IDLE_AFTER,
+            transaction_pooler: false,
+            migration: None,
         }
     }
 
@@ -356,6 +465,50 @@ impl PgStoreOptions {
         self
     }
 
+    /// Whether the URL points at a transaction-mode pooler such as PgBouncer
+    /// (`pool_mode = transaction`; default `false`), which hands each
+    /// transaction to any server connection and refuses startup options.
+    ///
+    /// When `true`: no startup options are sent; statements are unnamed
+    /// (`persistent(false)`, statement cache off), since a named prepared
+    /// statement lives on one server connection (PgBouncer before 1.21 has no
+    /// support for them); and every call runs in a transaction of its own,
+    /// `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout =
+    /// …`, so sqlx's parse and execute steps stay on one server connection
+    /// and the isolation and the statement timeout still hold. Each call
+    /// then costs 4 round trips (begin, parse, execute, commit) instead of 1.
+    /// Run migrations over a direct connection:
+    /// [`migration_url`](Self::migration_url).
+    #[must_use]
+    pub fn transaction_pooler(mut self, pooler: bool) -> Self {
+        self.transaction_pooler = pooler;
+        self
+    }
+
+    /// A direct URL to the same database for [`PgStore::migrate`] (needed
+    /// behind a transaction pooler: sqlx's migrator holds a session-level
+    /// advisory lock). Default: migrate over the store's own pool.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when `url` is not a PostgreSQL URL.
+    pub fn migration_url(mut self, url: &str) -> Result<Self, StoreError> {
+        self.migration = Some(Self::new(url)?.connect);
+        Ok(self)
+    }
+
+    /// Like [`migration_url`](Self::migration_url), from sqlx's connect options.
+    #[must_use]
+    pub fn migration_connect_options(mut self, connect: PgConnectOptions) -> Self {
+        self.migration = Some(connect);
+        self
+    }
+
+    /// Whether the store goes through a transaction pooler.
+    #[must_use]
+    pub fn get_transaction_pooler(&self) -> bool {
+        self.transaction_pooler
+    }
+
     /// The maximum pool size.
     #[must_use]
     pub fn get_max_connections(&self) -> u32 {
@@ -382,11 +535,16 @@ impl PgStoreOptions {
 
     /// The connect options with this store's session settings: READ
     /// COMMITTED (whatever the server's default), the statement timeout, and
-    /// an application name for `pg_stat_activity` unless one was set.
+    /// an application name for `pg_stat_activity` unless one was set. Behind
+    /// a transaction pooler, no startup options and no statement cache (each
+    /// call sets isolation and timeout in its transaction instead).
     fn session_options(&self) -> PgConnectOptions {
         let mut connect = self.connect.clone();
         if connect.get_application_name().is_none() {
             connect = connect.application_name("referral-sqlx");
+        }
+        if self.transaction_pooler {
+            return connect.statement_cache_capacity(0);
         }
         // PostgreSQL splits startup options at spaces; `\ ` keeps one.
         let mut settings = vec![(
@@ -415,6 +573,8 @@ impl fmt::Debug for PgStoreOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
             .field("ping_idle_after", &self.ping_idle_after)
+            .field("transaction_pooler", &self.transaction_pooler)
+            .field("migration_url", &self.migration.is_some())
             .finish()
     }
 }
@@ -460,6 +620,15 @@ mod tests {
         assert!(opts.contains("statement_timeout=1500"), "{opts}");
         assert!(opts.contains("read\\ committed"), "{opts}");
         assert_eq!(o.get_application_name(), Some("referral-sqlx"));
+    }
+
+    #[test]
+    fn behind_a_pooler_no_startup_options_are_sent() {
+        let o = PgStoreOptions::new("postgres://db/x")
+            .unwrap()
+            .transaction_pooler(true)
+            .session_options();
+        assert_eq!(o.get_options(), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl OtpStore for PgStore {
         policy: &OtpPolicy,
         now: DateTime<Utc>,
     ) -> Result<IssueOutcome, StoreError> {
-        let row = sqlx::query(
+        let row = self.fetch_one(sqlx::query(
             "SELECT outcome, at FROM referral_otp_issue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(phone.to_e164())
@@ -43,8 +43,7 @@ impl OtpStore for PgStore {
         .bind(int(policy.max_sends_per_window))
         .bind(micros(policy.failure_window))
         .bind(int(policy.max_failures_per_window))
-        .bind(policy.max_global_sends_per_window.map(int))
-        .fetch_one(&self.pool)
+        .bind(policy.max_global_sends_per_window.map(int)))
         .await
         .map_err(map)?;
         let outcome: String = row.try_get("outcome").map_err(map)?;
@@ -65,13 +64,14 @@ impl OtpStore for PgStore {
         phone: &PhoneNumber,
         challenge: ChallengeId,
     ) -> Result<(), StoreError> {
-        sqlx::query("SELECT referral_otp_revoke($1, $2)")
-            .bind(phone.to_e164())
-            .bind(challenge.as_uuid())
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(map)
+        self.execute(
+            sqlx::query("SELECT referral_otp_revoke($1, $2)")
+                .bind(phone.to_e164())
+                .bind(challenge.as_uuid()),
+        )
+        .await
+        .map(drop)
+        .map_err(map)
     }
 
     async fn verify_otp(
@@ -81,7 +81,7 @@ impl OtpStore for PgStore {
         policy: &OtpPolicy,
         now: DateTime<Utc>,
     ) -> Result<VerifyOutcome, StoreError> {
-        let row = sqlx::query(
+        let row = self.fetch_one(sqlx::query(
             "SELECT outcome, at, attempts_left FROM referral_otp_verify($1, $2, $3, $4, $5, $6)",
         )
         .bind(phone.to_e164())
@@ -89,8 +89,7 @@ impl OtpStore for PgStore {
         .bind(now)
         .bind(int(policy.max_attempts))
         .bind(micros(policy.failure_window))
-        .bind(int(policy.max_failures_per_window))
-        .fetch_one(&self.pool)
+        .bind(int(policy.max_failures_per_window)))
         .await
         .map_err(map)?;
         let outcome: String = row.try_get("outcome").map_err(map)?;

@@ -115,14 +115,13 @@ impl ReferralStore for PgStore {
         invite_codes: &[InviteCode],
     ) -> Result<RegisterOutcome, StoreError> {
         let codes: Vec<&str> = invite_codes.iter().map(InviteCode::as_str).collect();
-        let row = sqlx::query(
+        let row = self.fetch_one(sqlx::query(
             "SELECT outcome, id, phone, invite_code, created_at FROM referral_register($1, $2, $3, $4)",
         )
         .bind(phone_number.to_e164())
         .bind(user.id.as_uuid())
         .bind(user.created_at)
-        .bind(&codes)
-        .fetch_one(&self.pool)
+        .bind(&codes))
         .await
         .map_err(map)?;
         let outcome: String = get(&row, "outcome")?;
@@ -135,21 +134,25 @@ impl ReferralStore for PgStore {
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, phone, invite_code, created_at FROM referral_users WHERE id = $1",
-        )
-        .bind(id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map)?;
+        let row = self
+            .fetch_optional(
+                sqlx::query(
+                    "SELECT id, phone, invite_code, created_at FROM referral_users WHERE id = $1",
+                )
+                .bind(id.as_uuid()),
+            )
+            .await
+            .map_err(map)?;
         row.as_ref().map(user_from).transpose()
     }
 
     async fn profile(&self, id: UserId, referrals: usize) -> Result<Option<Profile>, StoreError> {
-        let Some(row) = sqlx::query(PROFILE)
-            .bind(id.as_uuid())
-            .bind(limit(referrals))
-            .fetch_optional(&self.pool)
+        let Some(row) = self
+            .fetch_optional(
+                sqlx::query(PROFILE)
+                    .bind(id.as_uuid())
+                    .bind(limit(referrals)),
+            )
             .await
             .map_err(map)?
         else {
@@ -183,17 +186,19 @@ impl ReferralStore for PgStore {
                 "PgStore does not keep rewards yet: an activation with a welcome reward is refused",
             ));
         }
-        let row = sqlx::query(
-            "SELECT outcome, referrer, code, at FROM referral_activate($1, $2, $3, $4, $5)",
-        )
-        .bind(user.as_uuid())
-        .bind(invite_code.as_str())
-        .bind(now)
-        .bind(micros(policy.failure_window))
-        .bind(int(policy.max_failures_per_window))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map)?;
+        let row = self
+            .fetch_one(
+                sqlx::query(
+                    "SELECT outcome, referrer, code, at FROM referral_activate($1, $2, $3, $4, $5)",
+                )
+                .bind(user.as_uuid())
+                .bind(invite_code.as_str())
+                .bind(now)
+                .bind(micros(policy.failure_window))
+                .bind(int(policy.max_failures_per_window)),
+            )
+            .await
+            .map_err(map)?;
         let outcome: String = get(&row, "outcome")?;
         let referrer = || -> Result<UserId, StoreError> {
             Ok(UserId::from_uuid(some(
@@ -244,7 +249,7 @@ impl ReferralStore for PgStore {
                 .bind(cursor.activated_at())
                 .bind(cursor.user().as_uuid()),
         };
-        let rows = query.fetch_all(&self.pool).await.map_err(map)?;
+        let rows = self.fetch_all(query).await.map_err(map)?;
         if rows.is_empty() {
             return Ok(None);
         }
@@ -291,17 +296,19 @@ impl ReferralStore for PgStore {
         // older than every one of this database still running) are returned:
         // one committing later has a larger id than any returned, so
         // `id > after` misses nothing (migration 20261130020001).
-        let rows = sqlx::query(
-            "SELECT id, at, kind, user_id, phone, invite_code, referrer_id
+        let rows = self
+            .fetch_all(
+                sqlx::query(
+                    "SELECT id, at, kind, user_id, phone, invite_code, referrer_id
                FROM referral_events
               WHERE id > $1 AND id < referral_events_horizon()
               ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit(count))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map)?;
+                )
+                .bind(after)
+                .bind(limit(count)),
+            )
+            .await
+            .map_err(map)?;
         rows.iter().map(event_from).collect()
     }
 

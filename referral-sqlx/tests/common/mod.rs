@@ -105,3 +105,46 @@ pub async fn fresh_store() -> Option<PgStore> {
     store.migrate().await.expect("migrate");
     Some(store)
 }
+
+/// `REFERRAL_TEST_PGBOUNCER_URL`, a PgBouncer in transaction mode in front of
+/// the server of `DATABASE_URL` (scripts/test.sh starts one), or `None` (with
+/// a message) to skip. Under `CI` a missing URL is a failure.
+pub fn pgbouncer_options() -> Option<PgConnectOptions> {
+    match std::env::var("REFERRAL_TEST_PGBOUNCER_URL") {
+        Ok(url) if !url.is_empty() => Some(
+            PgConnectOptions::from_str(&url)
+                .expect("REFERRAL_TEST_PGBOUNCER_URL is not a PostgreSQL URL"),
+        ),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("REFERRAL_TEST_PGBOUNCER_URL must be set under CI (run scripts/test.sh)")
+        }
+        _ => {
+            eprintln!(
+                "REFERRAL_TEST_PGBOUNCER_URL is not set: skipping a PgBouncer test (scripts/test.sh starts one)"
+            );
+            None
+        }
+    }
+}
+
+/// Store options for a fresh database reached through PgBouncer in
+/// transaction mode, migrating over the direct connection; `None` to skip.
+pub async fn pooled_options() -> Option<PgStoreOptions> {
+    let bouncer = pgbouncer_options()?;
+    let direct = create_database().await?;
+    let name = direct.get_database().expect("a database name").to_owned();
+    Some(
+        test_options(bouncer.database(&name))
+            .transaction_pooler(true)
+            .migration_connect_options(direct),
+    )
+}
+
+/// A migrated store on a fresh database, through PgBouncer; `None` to skip.
+pub async fn fresh_pooled_store() -> Option<PgStore> {
+    let store = PgStore::connect_with(pooled_options().await?)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
