@@ -1,38 +1,42 @@
 //! `referral-server-actix`: the referral HTTP API of API.md on actix-web.
 //!
-//! Only actix glue lives here; settings, the service wiring, the error mapping, tokens,
-//! the bodies, the OpenAPI document and the pages come from `referral-server-common`.
+//! A thin binary over the published crates: the routes and the guard (request timeout,
+//! header limit, JSON envelope) come from `referral-actix` (over `referral-http`); the
+//! settings, the store and SMS sender choice and the pages from `referral-server-common`.
+//! This crate adds the pages' routes, serving and shutdown.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use actix_web::{App, HttpServer, web};
-use referral_server_common::{Api, Settings, init_tracing, shutdown_signal};
+use referral_actix::middleware::{Guard, guard, not_found};
+use referral_server_common::{Settings, Started, init_tracing, shutdown_signal};
 
-mod routes;
+mod pages;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
     init_tracing();
     let settings = Settings::from_env_and_args();
-    let api = match Api::start(&settings).await {
-        Ok(api) => api,
+    let Started { api, store, .. } = match referral_server_common::start(&settings).await {
+        Ok(started) => started,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start");
+            let error = referral_actix::referral_http::error::chain(&e);
+            tracing::error!(%error, "cannot start");
             return ExitCode::FAILURE;
         }
     };
-    let store = api.store_kind();
-    let api = web::Data::new(api);
-    let timeout = settings.request_timeout();
+    let options = Guard::default()
+        .timeout(settings.request_timeout())
+        .limits(*api.limits());
     let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let max_connections = usize::try_from(settings.max_connections).unwrap_or(usize::MAX);
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(api.clone())
-            .configure(routes::configure)
-            .default_service(web::to(routes::not_found))
-            .wrap_fn(move |req, srv| routes::guard(req, srv, timeout))
+            .configure(referral_actix::configure_with(api.clone()))
+            .configure(pages::configure)
+            .default_service(web::to(not_found))
+            .wrap_fn(move |req, srv| guard(req, srv, options))
     })
     // Stalled and idle clients: headers within the header timeout (else 408
     // and close), idle keep-alive no longer than that either.

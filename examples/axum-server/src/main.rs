@@ -1,8 +1,10 @@
 //! `referral-server`: the referral HTTP API of API.md on axum.
 //!
-//! Everything but the axum glue lives in `referral-server-common`: settings,
-//! service wiring, the simulated SMS sender, tokens, the error mapping, DTOs
-//! and the OpenAPI document. See this crate's README for the settings.
+//! A thin binary over the published crates: the routes come from
+//! `referral-axum` (over `referral-http`); the settings, the store and SMS
+//! sender choice and the pages from `referral-server-common`. This crate
+//! adds the accept loop (header timeout, connection limit) and shutdown.
+//! See this crate's README for the settings.
 
 mod app;
 mod serve;
@@ -10,17 +12,17 @@ mod serve;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use referral_server_common::{Api, Settings, init_tracing, shutdown_signal};
+use referral_server_common::{Settings, Started, init_tracing, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     init_tracing();
     let settings = Settings::parse_as("referral-server", env!("CARGO_PKG_VERSION"));
     tracing::debug!(?settings, "settings");
-    let api = match Api::start(&settings).await {
-        Ok(api) => api,
+    let Started { api, store, .. } = match referral_server_common::start(&settings).await {
+        Ok(started) => started,
         Err(error) => {
-            let error = referral_server_common::error::chain(&error);
+            let error = referral_axum::referral_http::error::chain(&error);
             tracing::error!(%error, "could not start");
             return ExitCode::FAILURE;
         }
@@ -39,7 +41,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let store = api.store_kind();
     let router = app::router(api, settings.request_timeout());
     tracing::info!(%addr, store, "ready");
     {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser};
 use referral_core::{Config, OtpLength, Region};
+use referral_http::JwtSecret;
 
 /// The settings of an example server (API.md's table, plus the few a real
 /// deployment needs: request and SMS timeouts).
@@ -372,59 +373,6 @@ impl fmt::Display for SmsDelay {
         } else {
             write!(f, "{}-{}", self.min_ms, self.max_ms)
         }
-    }
-}
-
-/// The HS256 secret: at least 32 bytes. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct JwtSecret(Vec<u8>);
-
-/// A secret shorter than 32 bytes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the JWT secret must have at least 32 bytes, not {0}")]
-pub struct JwtSecretError(pub usize);
-
-impl JwtSecret {
-    /// The shortest accepted secret, in bytes.
-    pub const MIN_LEN: usize = 32;
-
-    /// A secret from bytes.
-    ///
-    /// # Errors
-    /// [`JwtSecretError`] for fewer than 32 bytes.
-    pub fn new(bytes: Vec<u8>) -> Result<Self, JwtSecretError> {
-        if bytes.len() < Self::MIN_LEN {
-            return Err(JwtSecretError(bytes.len()));
-        }
-        Ok(Self(bytes))
-    }
-
-    /// A random 32-byte secret, for one process on its own.
-    #[must_use]
-    pub fn generate(random: &dyn referral_core::Random) -> Self {
-        let mut bytes = vec![0u8; Self::MIN_LEN];
-        random.fill_bytes(&mut bytes);
-        Self(bytes)
-    }
-
-    /// The secret's bytes.
-    #[must_use]
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl FromStr for JwtSecret {
-    type Err = JwtSecretError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::new(s.as_bytes().to_vec())
-    }
-}
-
-impl fmt::Debug for JwtSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JwtSecret(<redacted>)")
     }
 }
 

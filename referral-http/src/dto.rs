@@ -1,7 +1,9 @@
 //! The JSON bodies of API.md, with their OpenAPI schemas.
 //!
 //! Requests carry plain strings: the service parses them, so a malformed
-//! phone is a 400 `invalid_phone` (not a generic body error).
+//! phone is a 400 `invalid_phone` (not a generic body error). To add a
+//! route's bodies, add their types here and list them in
+//! [`crate::openapi::ApiDoc`]'s `components`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use referral_core::{Profile, Referral, User};
@@ -92,16 +94,23 @@ impl From<&Profile> for ProfileResponse {
 }
 
 /// 200 of `POST /api/auth/verify`.
+///
+/// `access_token`, `token_type` and `expires_in` are there when the host's
+/// authenticator issues bearer tokens (the provided JWT one does); a host
+/// that issues its own session (a cookie) leaves them out.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 pub struct LoginResponse {
     /// The bearer token for the authenticated routes.
-    pub access_token: String,
-    /// Always `Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// Always `Bearer` (with `access_token`).
     #[schema(example = "Bearer")]
-    pub token_type: String,
-    /// Seconds the token stays valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// Seconds the token stays valid (with `access_token`).
     #[schema(example = 86400)]
-    pub expires_in: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
     /// Whether this login created the user.
     pub new_user: bool,
     /// The user's profile.

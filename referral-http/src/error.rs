@@ -2,7 +2,8 @@
 //!
 //! Every error answer of every server is built here: its status, its
 //! `{"error": {"code", "message"}}` body and, on 429, its `Retry-After`.
-//! The servers only turn an [`ApiError`] into their framework's response.
+//! The framework crates only turn an [`ApiError`] into their framework's
+//! response (through [`crate::Reply`]).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -14,6 +15,7 @@ use referral_core::{
     RequestCodeError, StoreError, VerifyError,
 };
 
+use crate::auth::AuthError;
 use crate::dto::{ErrorBody, ErrorDetail};
 
 /// An error answer, framework-neutral.
@@ -112,6 +114,15 @@ impl ApiError {
         )
     }
 
+    /// 400 `bad_request`: the body could not be read (the client broke off).
+    pub fn body_unreadable(detail: impl fmt::Display) -> Self {
+        Self::new(
+            400,
+            "bad_request",
+            format!("the body could not be read: {detail}"),
+        )
+    }
+
     /// 415 `unsupported_media_type`.
     #[must_use]
     pub fn unsupported_media_type() -> Self {
@@ -122,16 +133,18 @@ impl ApiError {
         )
     }
 
-    /// 413 `payload_too_large`.
+    /// 413 `payload_too_large`, for a body over `max_body_bytes`.
     #[must_use]
-    pub fn payload_too_large() -> Self {
+    pub fn payload_too_large(max_body_bytes: usize) -> Self {
+        let limit = if max_body_bytes.is_multiple_of(1024) {
+            format!("{} KiB", max_body_bytes / 1024)
+        } else {
+            format!("{max_body_bytes} bytes")
+        };
         Self::new(
             413,
             "payload_too_large",
-            format!(
-                "the body is larger than {} KiB",
-                crate::MAX_BODY_BYTES / 1024
-            ),
+            format!("the body is larger than {limit}"),
         )
     }
 
@@ -155,7 +168,7 @@ impl ApiError {
             405 => Self::method_not_allowed(),
             408 | 503 | 504 => Self::timed_out(),
             411 => Self::new(411, "length_required", "send a Content-Length"),
-            413 => Self::payload_too_large(),
+            413 => Self::payload_too_large(crate::Limits::DEFAULT_MAX_BODY_BYTES),
             415 => Self::unsupported_media_type(),
             431 => Self::new(
                 431,
@@ -342,6 +355,24 @@ impl From<ActivateError> for ApiError {
             }
             ActivateError::Store(e) => e.into(),
             _ => unexpected(&error),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing | AuthError::Invalid | AuthError::Expired => {
+                Self::unauthorized(error.to_string())
+            }
+            AuthError::Unavailable(ref source) => {
+                tracing::warn!(error = %chain(source.as_ref()), "authentication unavailable");
+                Self::unavailable("the service is unavailable; try again shortly")
+            }
+            AuthError::Internal(ref source) => {
+                tracing::error!(error = %chain(source.as_ref()), "authentication failed");
+                Self::internal()
+            }
         }
     }
 }

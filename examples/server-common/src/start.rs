@@ -1,0 +1,121 @@
+//! [`start`]: the example servers' wiring, from [`Settings`] to an [`Api`].
+
+use std::sync::Arc;
+
+use referral_core::{OtpKey, ReferralService, StubSmsSender, SystemClock, ThreadRandom};
+use referral_http::{Api, JwtAuth, JwtSecret};
+use referral_memory::MemoryStore;
+
+use crate::settings::{Settings, SettingsError, redact_url};
+use crate::sms::SimulatedSms;
+
+/// A started [`Api`] and which store it uses.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Started {
+    /// The routes' state.
+    pub api: Api,
+    /// `memory` or `postgres`.
+    pub store: &'static str,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A setting the service refuses.
+    #[error("invalid settings")]
+    Settings(#[from] SettingsError),
+    /// The store could not be opened or migrated.
+    #[error("the store could not be opened")]
+    Store(#[source] referral_core::StoreError),
+}
+
+/// Builds the service the settings describe: the in-memory store, or
+/// PostgreSQL (migrated) when `DATABASE_URL` is set; the simulated SMS
+/// sender (with its dev outbox when it is on); the JWT authenticator.
+///
+/// # Errors
+/// [`StartError`] for bad settings or an unreachable database.
+pub async fn start(settings: &Settings) -> Result<Started, StartError> {
+    let config = settings.config()?;
+    let secret = match &settings.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            tracing::warn!(
+                "REFERRAL_JWT_SECRET is not set: using a random secret for this process; \
+                 tokens will not survive a restart and processes cannot share a store"
+            );
+            JwtSecret::generate(&ThreadRandom)
+        }
+    };
+    // Same secret, same key: every process sharing a store can verify
+    // the codes the others sent.
+    let key = OtpKey::derive(secret.as_bytes(), "otp")
+        .map_err(|_| StartError::Settings(SettingsError::Secret))?;
+    if settings.sms_delay_ms.max() >= settings.sms_timeout() {
+        tracing::warn!(
+            delay = %settings.sms_delay_ms,
+            timeout_ms = settings.sms_timeout_ms,
+            "the simulated SMS delay reaches the SMS timeout: some or all sends will fail"
+        );
+    }
+    if settings.sms_timeout() >= settings.request_timeout() {
+        tracing::warn!(
+            "REFERRAL_SMS_TIMEOUT_MS is not below REFERRAL_REQUEST_TIMEOUT_SECS: \
+             a slow send answers 503 unavailable instead of sms_unavailable"
+        );
+    }
+    let outbox = settings.dev_outbox.then(|| Arc::new(StubSmsSender::new()));
+    let sms = Arc::new(SimulatedSms::new(
+        settings.sms_delay_ms,
+        settings.sms_timeout(),
+        outbox.clone(),
+    ));
+    let database_url = settings
+        .database_url
+        .as_deref()
+        .filter(|url| !url.trim().is_empty());
+    let (builder, store) = match database_url {
+        Some(url) => {
+            tracing::info!(database = %redact_url(url), "using the PostgreSQL store");
+            let store = connect_postgres(url, settings.db_max_connections).await?;
+            (ReferralService::builder(store, sms), "postgres")
+        }
+        None => {
+            tracing::info!("using the in-memory store (data is lost on exit)");
+            (
+                ReferralService::builder(Arc::new(MemoryStore::new()), sms),
+                "memory",
+            )
+        }
+    };
+    let service = builder
+        .otp_key(key)
+        .config(config)
+        .build()
+        .map_err(SettingsError::from)?;
+    let auth = JwtAuth::new(&secret, settings.token_ttl(), Arc::new(SystemClock));
+    let mut api = Api::builder(service, auth);
+    if let Some(outbox) = outbox {
+        api = api.dev_outbox(outbox);
+    }
+    Ok(Started {
+        api: api.build(),
+        store,
+    })
+}
+
+async fn connect_postgres(
+    url: &str,
+    max_connections: u32,
+) -> Result<Arc<referral_sqlx::PgStore>, StartError> {
+    let options = referral_sqlx::PgStoreOptions::new(url)
+        .map_err(StartError::Store)?
+        .max_connections(max_connections);
+    let store = referral_sqlx::PgStore::connect_with(options)
+        .await
+        .map_err(StartError::Store)?;
+    store.migrate().await.map_err(StartError::Store)?;
+    Ok(Arc::new(store))
+}

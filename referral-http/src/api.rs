@@ -1,0 +1,191 @@
+//! [`Api`]: the service, the host's [`Authenticator`] and the HTTP options,
+//! shared by every route. Built with [`Api::builder`], no command line
+//! involved.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use referral_core::{ReferralService, StubSmsSender, UserId};
+
+use crate::auth::{Authenticator, Headers};
+use crate::error::ApiError;
+use crate::rules::Limits;
+
+/// Everything the referral routes need: the [`ReferralService`], the host's
+/// [`Authenticator`], the request [`Limits`], the optional development SMS
+/// outbox, and the OpenAPI document serialised once. Cheap to clone (one
+/// [`Arc`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use referral_core::{ReferralService, StubSmsSender, SystemClock};
+/// use referral_http::{Api, JwtAuth, JwtSecret};
+/// use referral_memory::MemoryStore;
+///
+/// let sms = Arc::new(StubSmsSender::new());
+/// let service = ReferralService::builder(Arc::new(MemoryStore::new()), sms).build()?;
+/// let secret: JwtSecret = "a secret of at least thirty-two bytes".parse()?;
+/// let auth = JwtAuth::new(&secret, Duration::from_secs(3600), Arc::new(SystemClock));
+/// let api = Api::builder(service, auth).max_body_bytes(8 * 1024).build();
+/// assert_eq!(api.limits().max_body_bytes, 8192);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: Arc<ReferralService>,
+    auth: Arc<dyn Authenticator>,
+    outbox: Option<Arc<StubSmsSender>>,
+    limits: Limits,
+    health_timeout: Duration,
+    openapi: String,
+}
+
+impl fmt::Debug for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Api")
+            .field("service", &self.inner.service)
+            .field("authenticator", &self.inner.auth)
+            .field("dev_outbox", &self.inner.outbox.is_some())
+            .field("limits", &self.inner.limits)
+            .field("health_timeout", &self.inner.health_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Api`]; from [`Api::builder`].
+#[must_use]
+pub struct ApiBuilder {
+    service: Arc<ReferralService>,
+    auth: Arc<dyn Authenticator>,
+    outbox: Option<Arc<StubSmsSender>>,
+    limits: Limits,
+    health_timeout: Duration,
+}
+
+impl fmt::Debug for ApiBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiBuilder")
+            .field("authenticator", &self.auth)
+            .field("dev_outbox", &self.outbox.is_some())
+            .field("limits", &self.limits)
+            .field("health_timeout", &self.health_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiBuilder {
+    /// Serves the messages kept by `outbox` at `GET /api/dev/sms` (for
+    /// development and tests: it shows login codes to anyone who asks).
+    /// Without it that route answers 404 `not_found`.
+    pub fn dev_outbox(mut self, outbox: Arc<StubSmsSender>) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// The request size limits (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The largest request body, in bytes (default 16 KiB).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long `GET /health` waits for the store before answering 503
+    /// (default [`Api::DEFAULT_HEALTH_TIMEOUT`]).
+    pub fn health_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = timeout;
+        self
+    }
+
+    /// The [`Api`].
+    #[must_use]
+    pub fn build(self) -> Api {
+        Api {
+            inner: Arc::new(Inner {
+                service: self.service,
+                auth: self.auth,
+                outbox: self.outbox,
+                limits: self.limits,
+                health_timeout: self.health_timeout,
+                openapi: crate::openapi::json(),
+            }),
+        }
+    }
+}
+
+impl Api {
+    /// How long `GET /health` waits for the store by default: 2 s.
+    pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// A builder over `service`, recognising users with `authenticator`
+    /// ([`crate::JwtAuth`] for the provided bearer tokens, or the host's
+    /// own).
+    pub fn builder(
+        service: impl Into<Arc<ReferralService>>,
+        authenticator: impl Authenticator,
+    ) -> ApiBuilder {
+        ApiBuilder {
+            service: service.into(),
+            auth: Arc::new(authenticator),
+            outbox: None,
+            limits: Limits::default(),
+            health_timeout: Self::DEFAULT_HEALTH_TIMEOUT,
+        }
+    }
+
+    /// The service underneath.
+    #[must_use]
+    pub fn service(&self) -> &Arc<ReferralService> {
+        &self.inner.service
+    }
+
+    /// The host's authenticator.
+    #[must_use]
+    pub fn authenticator(&self) -> &Arc<dyn Authenticator> {
+        &self.inner.auth
+    }
+
+    /// The development outbox, when `GET /api/dev/sms` serves one.
+    #[must_use]
+    pub fn dev_outbox(&self) -> Option<&Arc<StubSmsSender>> {
+        self.inner.outbox.as_ref()
+    }
+
+    /// The request size limits.
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// How long `GET /health` waits for the store.
+    #[must_use]
+    pub fn health_timeout(&self) -> Duration {
+        self.inner.health_timeout
+    }
+
+    /// The OpenAPI document, serialised once at build.
+    #[must_use]
+    pub fn openapi_json(&self) -> &str {
+        &self.inner.openapi
+    }
+
+    /// The caller of an authenticated route, recognised by the host's
+    /// [`Authenticator`] from the request's headers.
+    ///
+    /// # Errors
+    /// 401 `unauthorized` for missing, malformed, expired or forged
+    /// credentials; 503 or 500 when the authenticator fails.
+    pub async fn authenticate(&self, headers: &dyn Headers) -> Result<UserId, ApiError> {
+        Ok(self.inner.auth.authenticate(headers).await?)
+    }
+}
