@@ -1,8 +1,9 @@
 //! # referral-sqlx
 //!
 //! [`PgStore`]: a PostgreSQL implementation of every store port of
-//! [`referral_core`] ([`OtpStore`](referral_core::store::OtpStore) and
-//! [`ReferralStore`](referral_core::store::ReferralStore)) on sqlx 0.8.
+//! [`referral_core`] ([`OtpStore`](referral_core::store::OtpStore),
+//! [`ReferralStore`](referral_core::store::ReferralStore) and
+//! [`RewardStore`](referral_core::store::RewardStore)) on sqlx 0.8.
 //!
 //! It is the store to run many stateless server processes on: every rule of
 //! the ports (one activation per user, no referral cycle, unique invite codes,
@@ -59,6 +60,7 @@
 
 mod error;
 mod otp;
+mod rewards;
 mod users;
 
 use std::fmt;

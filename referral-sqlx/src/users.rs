@@ -1,7 +1,8 @@
 //! [`ReferralStore`] for [`PgStore`].
 //!
 //! Round trips: `register` 1 (`referral_register`), `activate_invite` 1
-//! (`referral_activate`), `user`, `profile`, `referrals` and `events_after`
+//! (`referral_activate`, or `referral_activate_welcome` with a welcome
+//! reward), `user`, `profile`, `referrals` and `events_after`
 //! 1 each (one `SELECT`, so one consistent snapshot).
 
 use async_trait::async_trait;
@@ -10,8 +11,9 @@ use referral_core::store::{
     ActivationOutcome, InvitePolicy, NewUser, ReferralStore, RegisterOutcome,
 };
 use referral_core::{
-    Event, EventId, EventKind, InviteCode, PhoneNumber, Profile, Referral, ReferralCursor,
-    ReferralPage, StoreError, User, UserId,
+    ConversionId, Currency, Event, EventId, EventKind, InviteCode, Money, PayoutRef, PhoneNumber,
+    Profile, Referral, ReferralCursor, ReferralPage, ReversalId, RewardId, RewardKind, StoreError,
+    User, UserId,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -80,10 +82,10 @@ SELECT u.id, u.phone, u.invite_code, u.created_at,
 /// A page from the first referral: one row per referral, or one row of NULLs
 /// when the user has none, or no row when there is no such user.
 const REFERRALS_FIRST: &str = "
-SELECT p.invitee_id, p.phone, p.activated_at
+SELECT p.invitee_id, p.phone, p.activated_at, p.converted
   FROM referral_users u
   LEFT JOIN LATERAL (
-        SELECT a.invitee_id, i.phone, a.activated_at
+        SELECT a.invitee_id, i.phone, a.activated_at, a.converted
           FROM referral_activations a
           JOIN referral_users i ON i.id = a.invitee_id
          WHERE a.referrer_id = u.id
@@ -94,10 +96,10 @@ SELECT p.invitee_id, p.phone, p.activated_at
 /// A page after a cursor: the seek on `(activated_at, invitee_id)` uses the
 /// index `referral_activations_referrer_idx`.
 const REFERRALS_AFTER: &str = "
-SELECT p.invitee_id, p.phone, p.activated_at
+SELECT p.invitee_id, p.phone, p.activated_at, p.converted
   FROM referral_users u
   LEFT JOIN LATERAL (
-        SELECT a.invitee_id, i.phone, a.activated_at
+        SELECT a.invitee_id, i.phone, a.activated_at, a.converted
           FROM referral_activations a
           JOIN referral_users i ON i.id = a.invitee_id
          WHERE a.referrer_id = u.id
@@ -167,7 +169,8 @@ impl ReferralStore for PgStore {
             referral_count: u64::try_from(count)
                 .map_err(|_| corrupt("a negative referral count"))?,
             referrals: phones.iter().map(|p| phone(p)).collect::<Result<_, _>>()?,
-            // PgStore keeps no rewards yet (no RewardStore): no balances.
+            // Balances come from RewardStore::balances (the service fills
+            // them in), as the port says.
             rewards: Vec::new(),
         }))
     }
@@ -179,26 +182,27 @@ impl ReferralStore for PgStore {
         policy: &InvitePolicy,
         now: DateTime<Utc>,
     ) -> Result<ActivationOutcome, StoreError> {
-        if policy.welcome.is_some() {
-            // The welcome reward must be written by the activation itself;
-            // until PgStore keeps rewards, refuse rather than drop it.
-            return Err(StoreError::internal(
-                "PgStore does not keep rewards yet: an activation with a welcome reward is refused",
-            ));
+        let sql = if policy.welcome.is_some() {
+            // The welcome reward is written by the same call (one
+            // transaction): see referral_activate_welcome.
+            "SELECT outcome, referrer, code, at
+               FROM referral_activate_welcome($1, $2, $3, $4, $5, $6, $7, $8)"
+        } else {
+            "SELECT outcome, referrer, code, at FROM referral_activate($1, $2, $3, $4, $5)"
+        };
+        let mut query = sqlx::query(sql)
+            .bind(user.as_uuid())
+            .bind(invite_code.as_str())
+            .bind(now)
+            .bind(micros(policy.failure_window))
+            .bind(int(policy.max_failures_per_window));
+        if let Some(welcome) = &policy.welcome {
+            query = query
+                .bind(welcome.id.as_uuid())
+                .bind(welcome.amount.amount())
+                .bind(welcome.amount.currency().as_str().to_owned());
         }
-        let row = self
-            .fetch_one(
-                sqlx::query(
-                    "SELECT outcome, referrer, code, at FROM referral_activate($1, $2, $3, $4, $5)",
-                )
-                .bind(user.as_uuid())
-                .bind(invite_code.as_str())
-                .bind(now)
-                .bind(micros(policy.failure_window))
-                .bind(int(policy.max_failures_per_window)),
-            )
-            .await
-            .map_err(map)?;
+        let row = self.fetch_one(query).await.map_err(map)?;
         let outcome: String = get(&row, "outcome")?;
         let referrer = || -> Result<UserId, StoreError> {
             Ok(UserId::from_uuid(some(
@@ -265,8 +269,7 @@ impl ReferralStore for PgStore {
                     get::<Option<DateTime<Utc>>>(row, "activated_at")?,
                     "activated_at",
                 )?,
-                // PgStore records no conversions yet (no RewardStore).
-                converted: false,
+                converted: some(get::<Option<bool>>(row, "converted")?, "converted")?,
             });
         }
         let more = items.len() > page_size;
@@ -299,7 +302,8 @@ impl ReferralStore for PgStore {
         let rows = self
             .fetch_all(
                 sqlx::query(
-                    "SELECT id, at, kind, user_id, phone, invite_code, referrer_id
+                    "SELECT id, at, kind, user_id, phone, invite_code, referrer_id, conversion_id,
+                    reversal_id, reward_id, reward_kind, amount, currency, payout_ref
                FROM referral_events
               WHERE id > $1 AND id < referral_events_horizon()
               ORDER BY id LIMIT $2",
@@ -321,12 +325,38 @@ fn event_from(row: &PgRow) -> Result<Event, StoreError> {
     let id: i64 = get(row, "id")?;
     let kind: String = get(row, "kind")?;
     let user = UserId::from_uuid(get(row, "user_id")?);
-    let invite_code = code(&get::<String>(row, "invite_code")?)?;
+    let invite_code = || -> Result<InviteCode, StoreError> {
+        code(&some(
+            get::<Option<String>>(row, "invite_code")?,
+            "invite_code",
+        )?)
+    };
+    let text = |column: &str| -> Result<String, StoreError> {
+        some(get::<Option<String>>(row, column)?, column)
+    };
+    let reward = || -> Result<RewardId, StoreError> {
+        Ok(RewardId::from_uuid(some(
+            get::<Option<Uuid>>(row, "reward_id")?,
+            "reward_id",
+        )?))
+    };
+    let amount =
+        || -> Result<i64, StoreError> { some(get::<Option<i64>>(row, "amount")?, "amount") };
+    let money = || -> Result<Money, StoreError> {
+        let cur = text("currency")?;
+        let cur =
+            Currency::parse(&cur).map_err(|e| corrupt(format_args!("currency {cur:?}: {e}")))?;
+        Ok(Money::new(amount()?, cur))
+    };
+    let conversion = || -> Result<ConversionId, StoreError> {
+        let id = text("conversion_id")?;
+        ConversionId::parse(&id).map_err(|e| corrupt(format_args!("conversion id {id:?}: {e}")))
+    };
     let kind = match kind.as_str() {
         "user_registered" => EventKind::UserRegistered {
             user,
             phone: phone(&some(get::<Option<String>>(row, "phone")?, "phone")?)?,
-            invite_code,
+            invite_code: invite_code()?,
         },
         "invite_activated" => EventKind::InviteActivated {
             user,
@@ -334,8 +364,55 @@ fn event_from(row: &PgRow) -> Result<Event, StoreError> {
                 get::<Option<Uuid>>(row, "referrer_id")?,
                 "referrer_id",
             )?),
-            invite_code,
+            invite_code: invite_code()?,
         },
+        "conversion_recorded" => EventKind::ConversionRecorded {
+            conversion: conversion()?,
+            user,
+            amount: money()?,
+        },
+        "conversion_reversed" => {
+            let reversal = text("reversal_id")?;
+            EventKind::ConversionReversed {
+                conversion: conversion()?,
+                reversal: ReversalId::parse(&reversal)
+                    .map_err(|e| corrupt(format_args!("reversal id {reversal:?}: {e}")))?,
+                amount: amount()?,
+            }
+        }
+        "reward_created" => {
+            let kind = text("reward_kind")?;
+            EventKind::RewardCreated {
+                reward: reward()?,
+                user,
+                kind: kind
+                    .parse::<RewardKind>()
+                    .map_err(|_| corrupt(format_args!("reward kind {kind:?}")))?,
+                amount: money()?,
+            }
+        }
+        "reward_adjusted" => EventKind::RewardAdjusted {
+            reward: reward()?,
+            user,
+            amount: money()?,
+        },
+        "reward_approved" => EventKind::RewardApproved {
+            reward: reward()?,
+            user,
+        },
+        "reward_voided" => EventKind::RewardVoided {
+            reward: reward()?,
+            user,
+        },
+        "reward_paid" => {
+            let payout = text("payout_ref")?;
+            EventKind::RewardPaid {
+                reward: reward()?,
+                user,
+                payout_ref: PayoutRef::parse(&payout)
+                    .map_err(|e| corrupt(format_args!("payout ref {payout:?}: {e}")))?,
+            }
+        }
         other => return Err(corrupt(format_args!("event kind {other:?}"))),
     };
     Ok(Event {

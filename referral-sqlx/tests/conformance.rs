@@ -5,3 +5,4 @@
 mod common;
 
 referral_core::store_conformance_tests!(common::fresh_store);
+referral_core::reward_conformance_tests!(common::fresh_store);

@@ -18,11 +18,15 @@ use chrono::{DateTime, TimeDelta, Utc};
 use referral_core::otp::{ChallengeId, OtpCode, OtpGuess, OtpHash, OtpKey, OtpLength, OtpPolicy};
 use referral_core::random::SeededRandom;
 use referral_core::store::{
-    ActivationOutcome, InvitePolicy, IssueOutcome, NewChallenge, NewUser, OtpStore, ReferralStore,
-    RegisterOutcome, VerifyOutcome,
+    ActivationOutcome, ApproveOutcome, InvitePolicy, IssueOutcome, NewChallenge, NewRewardIds,
+    NewUser, OtpStore, RecordOutcome, ReferralStore, RegisterOutcome, ReverseOutcome, RewardStore,
+    VerifyOutcome,
 };
 use referral_core::testkit::race;
-use referral_core::{InviteCode, PhoneNumber, StoreError, User, UserId};
+use referral_core::{
+    BasisPoints, ConversionId, ConversionKind, ConversionUser, Currency, InviteCode, Money,
+    NewConversion, PhoneNumber, ReversalId, RewardId, RewardPolicy, StoreError, User, UserId,
+};
 use referral_sqlx::{MIGRATOR, PgStore};
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, Migrator};
@@ -1383,4 +1387,402 @@ async fn upgrading_to_parallel_writes_keeps_counts_and_event_order() {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     let after_old = store.events_after(Some(events[4].id), 100).await.unwrap();
     assert_eq!(after_old, events[5..]);
+}
+
+// ---------------------------------------------------------------------------
+// Rewards across processes (two pools), and the constraints that carry them
+// ---------------------------------------------------------------------------
+
+/// The worked example's policy (fixed 1000, 500 bp, cap 20000 RUB per 30
+/// days, 30-day hold).
+fn reward_policy() -> RewardPolicy {
+    let mut policy = RewardPolicy::default();
+    policy.referrer_fixed = 1000;
+    policy.referrer_bp = BasisPoints::new(500).unwrap();
+    policy.max_per_referrer = Some(20_000);
+    policy
+}
+
+fn reward_ids(rng: &SeededRandom) -> NewRewardIds {
+    [RewardId::generate(rng), RewardId::generate(rng)]
+}
+
+fn purchase(id: &str, user: UserId, amount: i64) -> NewConversion {
+    NewConversion {
+        id: ConversionId::parse(id).unwrap(),
+        user: ConversionUser::Id(user),
+        amount: Money::new(amount, Currency::RUB),
+        kind: ConversionKind::default(),
+        occurred_at: None,
+    }
+}
+
+/// `referrer`'s non-voided referrer-side rewards, summed in SQL.
+async fn referrer_total(store: &PgStore, referrer: UserId) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(amount), 0)::bigint FROM referral_rewards
+          WHERE user_id = $1 AND kind <> 'welcome' AND status <> 'voided'",
+    )
+    .bind(referrer.as_uuid())
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_record_one_conversion_once() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(21);
+    let alice = register(&stores[0], &rng, 1).await;
+    let policy = reward_policy();
+    for round in 0..10u64 {
+        let bob = register(&stores[1], &rng, 100 + round).await;
+        let out = stores[0]
+            .activate_invite(bob.id, &alice.invite_code, &InvitePolicy::default(), t0())
+            .await
+            .unwrap();
+        assert!(
+            matches!(out, ActivationOutcome::Activated { .. }),
+            "{out:?}"
+        );
+        let id = format!("order-{round}");
+        let ids: Vec<NewRewardIds> = (0..12).map(|_| reward_ids(&rng)).collect();
+        let results = race(12, |i| {
+            let store = stores[i % 2].clone();
+            let (conversion, ids, policy) =
+                (purchase(&id, bob.id, 150_000), ids[i], policy.clone());
+            async move {
+                store
+                    .record_conversion(&conversion, ids, &policy, t0())
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        let recorded: Vec<_> = results
+            .iter()
+            .filter_map(|r| match r {
+                RecordOutcome::Recorded { rewards, .. } => Some(rewards.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(recorded.len(), 1, "round {round}: {results:?}");
+        for r in &results {
+            if let RecordOutcome::Existing { rewards, .. } = r {
+                assert_eq!(rewards, &recorded[0], "round {round}");
+            } else {
+                assert!(matches!(r, RecordOutcome::Recorded { .. }), "{r:?}");
+            }
+        }
+        let rewards: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM referral_rewards WHERE conversion_id = $1")
+                .bind(&id)
+                .fetch_one(stores[0].pool())
+                .await
+                .unwrap();
+        // The first conversion of the first referee: fixed and percentage;
+        // later rounds: the cap cuts, but never more than one set.
+        assert!(rewards <= 2, "round {round}: {rewards} rewards");
+        assert_eq!(rewards as usize, recorded[0].len(), "round {round}");
+    }
+    assert!(referrer_total(&stores[0], alice.id).await <= 20_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_never_pass_the_cap() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(22);
+    let policy = reward_policy();
+    for round in 0..5u64 {
+        let alice = register(&stores[0], &rng, 1000 * (round + 1)).await;
+        let mut referees = Vec::new();
+        for i in 0..16 {
+            let r = register(&stores[1], &rng, 1000 * (round + 1) + 1 + i).await;
+            let out = stores[i as usize % 2]
+                .activate_invite(r.id, &alice.invite_code, &InvitePolicy::default(), t0())
+                .await
+                .unwrap();
+            assert!(
+                matches!(out, ActivationOutcome::Activated { .. }),
+                "{out:?}"
+            );
+            referees.push(r);
+        }
+        let ids: Vec<NewRewardIds> = (0..16).map(|_| reward_ids(&rng)).collect();
+        // 16 referees' first orders of 50 000: 1000 + 2500 each, 56 000 in
+        // all against a cap of 20 000.
+        let results = race(16, |i| {
+            let store = stores[i % 2].clone();
+            let conversion = purchase(&format!("r{round}-{i}"), referees[i].id, 50_000);
+            let (ids, policy) = (ids[i], policy.clone());
+            async move {
+                store
+                    .record_conversion(&conversion, ids, &policy, t0())
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        let made: i64 = results
+            .iter()
+            .map(|r| match r {
+                RecordOutcome::Recorded { rewards, .. } => {
+                    rewards.iter().map(|r| r.amount.amount()).sum::<i64>()
+                }
+                other => panic!("{other:?}"),
+            })
+            .sum();
+        assert_eq!(made, 20_000, "round {round}: the cap is reached exactly");
+        assert_eq!(referrer_total(&stores[1], alice.id).await, 20_000);
+        let balances = stores[0].balances(alice.id).await.unwrap().unwrap();
+        assert_eq!(balances.len(), 1);
+        assert_eq!(balances[0].pending, 20_000, "round {round}: {balances:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pools_approve_each_reward_once() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(23);
+    let mut policy = reward_policy();
+    policy.max_per_referrer = None;
+    let alice = register(&stores[0], &rng, 1).await;
+    let mut made = 0;
+    for i in 0..60u64 {
+        let r = register(&stores[1], &rng, 10 + i).await;
+        let _ = stores[0]
+            .activate_invite(r.id, &alice.invite_code, &InvitePolicy::default(), t0())
+            .await
+            .unwrap();
+        let at = t0() + TimeDelta::microseconds(i64::try_from(i).unwrap());
+        match stores[1]
+            .record_conversion(
+                &purchase(&format!("o{i}"), r.id, 10_000),
+                reward_ids(&rng),
+                &policy,
+                at,
+            )
+            .await
+            .unwrap()
+        {
+            RecordOutcome::Recorded { rewards, .. } => made += rewards.len(),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(made, 120);
+    let later = t0() + TimeDelta::days(31);
+    let results = race(8, |i| {
+        let store = stores[i % 2].clone();
+        async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = match store
+                    .approve_due_rewards(policy_hold(), later, 7)
+                    .await
+                    .unwrap()
+                {
+                    ApproveOutcome::Approved(batch) => batch,
+                    other => panic!("{other:?}"),
+                };
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|r| r.id));
+            }
+        }
+    })
+    .await;
+    let all: Vec<RewardId> = results.into_iter().flatten().collect();
+    let unique: HashSet<RewardId> = all.iter().copied().collect();
+    assert_eq!(all.len(), 120, "each reward approved by exactly one call");
+    assert_eq!(unique.len(), 120);
+    let balances = stores[0].balances(alice.id).await.unwrap().unwrap();
+    assert_eq!((balances[0].pending, balances[0].approved), (0, 60 * 1500));
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM referral_events WHERE kind = 'reward_approved'")
+            .fetch_one(stores[0].pool())
+            .await
+            .unwrap();
+    assert_eq!(events, 120);
+}
+
+fn policy_hold() -> Duration {
+    RewardPolicy::default().hold
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reward_tables_refuse_what_breaks_a_rule() {
+    let _gate = SERVER.read().await;
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    let rng = SeededRandom::new(24);
+    let alice = register(&store, &rng, 1).await;
+    let bob = register(&store, &rng, 2).await;
+    let _ = store
+        .activate_invite(bob.id, &alice.invite_code, &InvitePolicy::default(), t0())
+        .await
+        .unwrap();
+    let out = store
+        .record_conversion(
+            &purchase("o1", bob.id, 150_000),
+            reward_ids(&rng),
+            &reward_policy(),
+            t0(),
+        )
+        .await
+        .unwrap();
+    let RecordOutcome::Recorded { rewards, .. } = out else {
+        panic!("{out:?}")
+    };
+    let sqlstate = |e: sqlx::Error| {
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned())
+    };
+    // The external id is unique.
+    let dup = sqlx::query(
+        "INSERT INTO referral_conversions (id, user_id, amount, currency, kind, occurred_at, recorded_at, qualified)
+         VALUES ('o1', $1, 5, 'RUB', 'purchase', $2, $2, false)",
+    )
+    .bind(bob.id.as_uuid())
+    .bind(t0())
+    .execute(store.pool())
+    .await
+    .unwrap_err();
+    assert_eq!(sqlstate(dup).as_deref(), Some("23505"));
+    // Never more reversed than converted.
+    let over =
+        sqlx::query("UPDATE referral_conversions SET reversed_amount = 150001 WHERE id = 'o1'")
+            .execute(store.pool())
+            .await
+            .unwrap_err();
+    assert_eq!(sqlstate(over).as_deref(), Some("23514"));
+    // A reward never grows past its original amount, and a clawback is negative.
+    let grow =
+        sqlx::query("UPDATE referral_rewards SET amount = original_amount + 1 WHERE id = $1")
+            .bind(rewards[0].id.as_uuid())
+            .execute(store.pool())
+            .await
+            .unwrap_err();
+    assert_eq!(sqlstate(grow).as_deref(), Some("23514"));
+    // A reversal id takes effect once.
+    let again = sqlx::query(
+        "INSERT INTO referral_reversals (conversion_id, id, amount, rewards, at) VALUES ('o1', 'r', 1, '{}', $1),
+                ('o1', 'r', 1, '{}', $1)",
+    )
+    .bind(t0())
+    .execute(store.pool())
+    .await
+    .unwrap_err();
+    assert_eq!(sqlstate(again).as_deref(), Some("23505"));
+    // Nothing of this changed the ledger.
+    let ReverseOutcome::Reversed { conversion, .. } = store
+        .reverse_conversion(
+            &ConversionId::parse("o1").unwrap(),
+            &ReversalId::parse("r").unwrap(),
+            None,
+            reward_ids(&rng),
+            t0(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("reverse")
+    };
+    assert_eq!(conversion.reversed_amount, 150_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reward_functions_never_scan_whole_tables() {
+    let _gate = SERVER.read().await;
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    let rng = SeededRandom::new(25);
+    let alice = register(&store, &rng, 1).await;
+    let policy = reward_policy();
+    let mut tx = store.pool().begin().await.unwrap();
+    const SEQ_SCANS: &str = "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables
+                              WHERE relname LIKE 'referral%' ORDER BY relname";
+    let before: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
+    for i in 0..12u64 {
+        let u = UserId::generate(&rng);
+        sqlx::query("SELECT * FROM referral_register($1, $2, $3, $4)")
+            .bind(phone(100 + i).to_e164())
+            .bind(u.as_uuid())
+            .bind(t0())
+            .bind(vec![InviteCode::generate(&rng).as_str().to_owned()])
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        let ids = reward_ids(&rng);
+        sqlx::query(
+            "SELECT * FROM referral_activate_welcome($1, $2, $3, 3600000000, 10, $4, 300, 'RUB')",
+        )
+        .bind(u.as_uuid())
+        .bind(alice.invite_code.as_str())
+        .bind(t0())
+        .bind(ids[0].as_uuid())
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        let ids: Vec<uuid::Uuid> = reward_ids(&rng).iter().map(RewardId::as_uuid).collect();
+        let order = format!("o{i}");
+        sqlx::query(
+            "SELECT * FROM referral_record_conversion($1, $2, NULL, 150000, 'RUB', 'purchase', NULL, $3, $4,
+                 $5, 500, 31536000000000, 0, 'RUB', $6, 2592000000000)",
+        )
+        .bind(&order)
+        .bind(u.as_uuid())
+        .bind(t0())
+        .bind(&ids)
+        .bind(policy.referrer_fixed)
+        .bind(policy.max_per_referrer)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        let ids: Vec<uuid::Uuid> = reward_ids(&rng).iter().map(RewardId::as_uuid).collect();
+        sqlx::query("SELECT * FROM referral_reverse_conversion($1, 'r1', 50000, $2, $3)")
+            .bind(&order)
+            .bind(&ids)
+            .bind(t0())
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("SELECT * FROM referral_approve_due_rewards(0, $1, 2)")
+            .bind(t0())
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("SELECT * FROM referral_mark_reward_paid($1, 'p1', $2)")
+            .bind(ids[0])
+            .bind(t0())
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let after: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
+    let scans: Vec<(&str, i64)> = after
+        .iter()
+        .map(|(table, n)| {
+            let was = before.iter().find(|(t, _)| t == table).map_or(0, |b| b.1);
+            (table.as_str(), n - was)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert!(scans.is_empty(), "sequential scans: {scans:?}");
+    tx.rollback().await.unwrap();
 }
