@@ -176,3 +176,201 @@ async fn hot_operations_cost_one_round_trip() {
         );
     }
 }
+
+/// The reward operations, each one statement, one transaction, one round
+/// trip (plus sqlx's release ping, as the floor above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reward_operations_cost_one_round_trip() {
+    use referral_core::store::{
+        ApproveOutcome, PayOutcome, RecordOutcome, ReverseOutcome, RewardStore, WelcomeReward,
+    };
+    use referral_core::{
+        BasisPoints, ConversionId, ConversionKind, ConversionUser, Currency, Money, NewConversion,
+        PayoutRef, ReversalId, RewardId, RewardPolicy, SeededRandom,
+    };
+    use std::sync::Mutex;
+
+    let Some(url) = pg::database_url("round_trips") else {
+        return;
+    };
+    let options = pg::fresh_database(&url).await.expect("a bench database");
+    let upstream: SocketAddr = {
+        let host = options.get_host();
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        format!("{host}:{}", options.get_port())
+            .parse()
+            .expect("DATABASE_URL's host must be an IP address for the proxy")
+    };
+    let proxy = Proxy::start(upstream).await.expect("a proxy");
+    let via_proxy = PgConnectOptions::from_str(&url)
+        .expect("a PostgreSQL URL")
+        .host("127.0.0.1")
+        .port(proxy.addr.port())
+        .database(options.get_database().expect("a database name"))
+        .ssl_mode(PgSslMode::Disable);
+    // 1..=100 users; 2..=50 activated user 1's code.
+    let admin = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
+    pg::insert_users(&admin, 1, 100, t0()).await.unwrap();
+    pg::insert_activations(&admin, 1, 2, 50, t0())
+        .await
+        .unwrap();
+    let store = Arc::new(
+        PgStore::connect_with(PgStoreOptions::from_connect_options(via_proxy).max_connections(1))
+            .await
+            .unwrap(),
+    );
+    let rng = Arc::new(SeededRandom::new(7));
+    let ids = {
+        let rng = Arc::clone(&rng);
+        move || [RewardId::generate(&*rng), RewardId::generate(&*rng)]
+    };
+    let mut policy = RewardPolicy::default();
+    policy.referrer_fixed = 1000;
+    policy.referrer_bp = BasisPoints::new(500).unwrap();
+    policy.max_per_referrer = Some(1_000_000);
+    let policy = Arc::new(policy);
+    let order = |i: u64| ConversionId::parse(&format!("order-{i}")).unwrap();
+    let made = Arc::new(Mutex::new(Vec::<RewardId>::new()));
+
+    let record = count(&proxy, |i| {
+        let (store, policy, ids, made) = (
+            Arc::clone(&store),
+            Arc::clone(&policy),
+            ids.clone(),
+            Arc::clone(&made),
+        );
+        let conversion = NewConversion {
+            id: order(i),
+            user: ConversionUser::Id(pg::user_id(2 + i)),
+            amount: Money::new(150_000, Currency::RUB),
+            kind: ConversionKind::default(),
+            occurred_at: None,
+        };
+        async move {
+            match store
+                .record_conversion(&conversion, ids(), &policy, t0())
+                .await
+                .unwrap()
+            {
+                RecordOutcome::Recorded { rewards, .. } => {
+                    assert_eq!(rewards.len(), 2);
+                    made.lock().unwrap().extend(rewards.iter().map(|r| r.id));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await;
+    let reverse = count(&proxy, |i| {
+        let (store, ids) = (Arc::clone(&store), ids.clone());
+        async move {
+            let out = store
+                .reverse_conversion(
+                    &order(i),
+                    &ReversalId::parse("r1").unwrap(),
+                    Some(50_000),
+                    ids(),
+                    t0(),
+                )
+                .await
+                .unwrap();
+            assert!(matches!(out, ReverseOutcome::Reversed { .. }), "{out:?}");
+        }
+    })
+    .await;
+    let approve = count(&proxy, |_| {
+        let store = Arc::clone(&store);
+        async move {
+            let ApproveOutcome::Approved(batch) = store
+                .approve_due_rewards(std::time::Duration::ZERO, t0(), 2)
+                .await
+                .unwrap()
+            else {
+                panic!("approve")
+            };
+            assert_eq!(batch.len(), 2);
+        }
+    })
+    .await;
+    let pay = count(&proxy, |i| {
+        let (store, made) = (Arc::clone(&store), Arc::clone(&made));
+        async move {
+            let id = made.lock().unwrap()[usize::try_from(i).unwrap()];
+            let out = store
+                .mark_reward_paid(id, &PayoutRef::parse("payout-1").unwrap(), t0())
+                .await
+                .unwrap();
+            assert!(matches!(out, PayOutcome::Paid(_)), "{out:?}");
+        }
+    })
+    .await;
+    let page = count(&proxy, |_| {
+        let store = Arc::clone(&store);
+        async move {
+            let page = store
+                .rewards(pg::user_id(1), None, 50)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(page.items.len(), 4);
+        }
+    })
+    .await;
+    let balances = count(&proxy, |_| {
+        let store = Arc::clone(&store);
+        async move {
+            assert_eq!(
+                store.balances(pg::user_id(1)).await.unwrap().unwrap().len(),
+                1
+            );
+        }
+    })
+    .await;
+    let welcome = count(&proxy, |i| {
+        let (store, rng) = (Arc::clone(&store), Arc::clone(&rng));
+        async move {
+            let mut invite = InvitePolicy::default();
+            invite.welcome = Some(WelcomeReward {
+                id: RewardId::generate(&*rng),
+                amount: Money::new(300, Currency::RUB),
+            });
+            let out = store
+                .activate_invite(pg::user_id(60 + i), &pg::invite_code(1), &invite, t0())
+                .await
+                .unwrap();
+            assert!(
+                matches!(out, ActivationOutcome::Activated { .. }),
+                "{out:?}"
+            );
+        }
+    })
+    .await;
+
+    println!("operation              round trips  of which pings  transactions  statements");
+    let all = [
+        ("record_conversion", record),
+        ("reverse_conversion", reverse),
+        ("approve_due_rewards", approve),
+        ("mark_reward_paid", pay),
+        ("rewards page", page),
+        ("balances", balances),
+        ("activate + welcome", welcome),
+    ];
+    for (name, s) in all {
+        println!(
+            "{name:<22} {:>11}  {:>14}  {:>12}  {:>10}",
+            s.round_trips, s.pings, s.transactions, s.statements
+        );
+    }
+    pg::drop_database(&url, &options).await.unwrap();
+    for (name, s) in all {
+        assert_eq!(s.statements, 1, "{name}: {s:?}");
+        assert_eq!(s.round_trips - s.pings, 1, "{name}: {s:?}");
+        assert_eq!(s.transactions, 1, "{name}: {s:?}");
+        assert!(s.pings <= 1, "{name} pings more than sqlx's floor: {s:?}");
+    }
+}
