@@ -1,6 +1,6 @@
 //! `PgStore` against the same statements sent straight through sqlx, in the
 //! same run, at 1, 16 and 64 concurrent clients: profile, activate invite,
-//! verify code.
+//! verify code, record conversion.
 //!
 //! ```sh
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
@@ -34,9 +34,14 @@ use chrono::{DateTime, Utc};
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, Criterion};
 use referral_benches::pg;
-use referral_core::InvitePolicy;
 use referral_core::otp::{OtpCode, OtpGuess, OtpKey, OtpLength, OtpPolicy};
-use referral_core::store::{ActivationOutcome, OtpStore, ReferralStore, VerifyOutcome};
+use referral_core::store::{
+    ActivationOutcome, OtpStore, RecordOutcome, ReferralStore, RewardStore, VerifyOutcome,
+};
+use referral_core::{
+    BasisPoints, ConversionId, ConversionKind, ConversionUser, Currency, InvitePolicy, Money,
+    NewConversion, RewardId, RewardPolicy, UserId,
+};
 use referral_sqlx::{PgStore, PgStoreOptions};
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -72,6 +77,10 @@ const ACTIVATE: &str =
 /// The statement of `PgStore::verify_otp` (referral-sqlx/src/otp.rs).
 const VERIFY: &str =
     "SELECT outcome, at, attempts_left FROM referral_otp_verify($1, $2, $3, $4, $5, $6)";
+
+/// The statement of `PgStore::record_conversion` (referral-sqlx/src/rewards.rs).
+const RECORD: &str = "SELECT * FROM referral_record_conversion(
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
 /// Whether `raw` runs before `pgstore` in each group (`REFERRAL_BENCH_RAW_FIRST=1`),
 /// to see whether the order moves the ratio (the database grows as groups run).
@@ -109,6 +118,8 @@ struct World {
     code: OtpCode,
     /// The next bench user number not yet inserted.
     next_user: AtomicU64,
+    /// The next conversion number not yet used.
+    next_conversion: AtomicU64,
 }
 
 impl World {
@@ -311,6 +322,107 @@ fn bench_verify(c: &mut Criterion, rt: &Runtime, w: &Arc<World>) {
     }
 }
 
+/// The policy of the conversion bench: the worked example's amounts with a
+/// cap that is checked (summed under the referrer's lock) but never reached,
+/// so every call makes both rewards.
+fn record_policy() -> RewardPolicy {
+    let mut policy = RewardPolicy::default();
+    policy.referrer_fixed = 1000;
+    policy.referrer_bp = BasisPoints::new(500).expect("500 bp");
+    policy.max_per_referrer = Some(1_000_000_000_000);
+    policy
+}
+
+/// The referee of conversion `n`: one of the 5 × OWNERS users who activated
+/// an owner's code, in turn (so 64 clients rarely share a referrer).
+fn referee(n: u64) -> UserId {
+    pg::user_id(OWNERS + 1 + n % (5 * OWNERS))
+}
+
+fn bench_record(c: &mut Criterion, rt: &Runtime, w: &Arc<World>) {
+    let policy = Arc::new(record_policy());
+    let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    let (window, cap_window) = (micros(policy.window), micros(policy.cap_window));
+    for clients in CLIENTS {
+        let mut g = c.benchmark_group(format!("pg/record_conversion/{clients}"));
+        let pgstore = |b: &mut Bencher<'_, WallTime>| {
+            b.iter_custom(|iters| {
+                let (w, policy) = (Arc::clone(w), Arc::clone(&policy));
+                let first = w.next_conversion.fetch_add(iters, Ordering::SeqCst);
+                rt.block_on(run(iters, clients, move |i| {
+                    let (w, policy) = (Arc::clone(&w), Arc::clone(&policy));
+                    async move {
+                        let n = first + i;
+                        let conversion = NewConversion {
+                            id: ConversionId::parse(&format!("c{n}")).expect("an id"),
+                            user: ConversionUser::Id(referee(n)),
+                            amount: Money::new(150_000, Currency::RUB),
+                            kind: ConversionKind::default(),
+                            occurred_at: None,
+                        };
+                        let ids = [reward_id(2 * n), reward_id(2 * n + 1)];
+                        let out =
+                            w.store
+                                .record_conversion(&conversion, ids, &policy, conversion_time());
+                        match out.await.expect("record") {
+                            RecordOutcome::Recorded { rewards, .. } => assert_eq!(rewards.len(), 2),
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                }))
+            });
+        };
+        let raw = |b: &mut Bencher<'_, WallTime>| {
+            b.iter_custom(|iters| {
+                let (w, policy) = (Arc::clone(w), Arc::clone(&policy));
+                let first = w.next_conversion.fetch_add(iters, Ordering::SeqCst);
+                rt.block_on(run(iters, clients, move |i| {
+                    let (w, policy) = (Arc::clone(&w), Arc::clone(&policy));
+                    async move {
+                        let n = first + i;
+                        let ids = [reward_id(2 * n).as_uuid(), reward_id(2 * n + 1).as_uuid()];
+                        let rows = sqlx::query(RECORD)
+                            .bind(format!("c{n}"))
+                            .bind(Some(referee(n).as_uuid()))
+                            .bind(None::<String>)
+                            .bind(150_000_i64)
+                            .bind("RUB")
+                            .bind("purchase")
+                            .bind(None::<DateTime<Utc>>)
+                            .bind(conversion_time())
+                            .bind(&ids[..])
+                            .bind(policy.referrer_fixed)
+                            .bind(i32::from(policy.referrer_bp.get()))
+                            .bind(window)
+                            .bind(policy.min_amount)
+                            .bind(policy.currency.as_str())
+                            .bind(policy.max_per_referrer)
+                            .bind(cap_window)
+                            .fetch_all(&w.raw)
+                            .await
+                            .expect("record");
+                        assert_eq!(rows.len(), 2);
+                        assert_eq!(rows[0].get::<&str, _>(0), "recorded");
+                    }
+                }))
+            });
+        };
+        pair(&mut g, pgstore, raw);
+        g.finish();
+    }
+}
+
+/// When the bench's conversions happen: a day after the bench activations
+/// (stamped `t0` plus a microsecond each), inside the policy's window.
+fn conversion_time() -> DateTime<Utc> {
+    t0() + chrono::TimeDelta::days(1)
+}
+
+/// Reward id number `n` (the bench draws no randomness).
+fn reward_id(n: u64) -> RewardId {
+    RewardId::from_uuid(uuid::Uuid::from_u64_pair(0x5245_5744, n))
+}
+
 fn main() {
     let Some(url) = pg::database_url("postgres bench") else {
         return;
@@ -366,6 +478,7 @@ fn main() {
             key: OtpKey::from_bytes(&[7; 32]).expect("a key"),
             code: OtpCode::parse(pg::BENCH_OTP, OtpLength::default()).expect("a code"),
             next_user: AtomicU64::new(POPULATION + 1),
+            next_conversion: AtomicU64::new(0),
         };
         (options, Arc::new(world))
     });
@@ -377,6 +490,7 @@ fn main() {
     bench_profile(&mut c, &rt, &world);
     bench_activate(&mut c, &rt, &world);
     bench_verify(&mut c, &rt, &world);
+    bench_record(&mut c, &rt, &world);
     c.final_summary();
     rt.block_on(async {
         world.store.pool().close().await;

@@ -235,6 +235,8 @@ async fn reward_operations_cost_one_round_trip() {
     let policy = Arc::new(policy);
     let order = |i: u64| ConversionId::parse(&format!("order-{i}")).unwrap();
     let made = Arc::new(Mutex::new(Vec::<RewardId>::new()));
+    // The bench activations are stamped t0 + k µs; conversions come later.
+    let later = t0() + chrono::TimeDelta::days(1);
 
     let record = count(&proxy, |i| {
         let (store, policy, ids, made) = (
@@ -252,7 +254,7 @@ async fn reward_operations_cost_one_round_trip() {
         };
         async move {
             match store
-                .record_conversion(&conversion, ids(), &policy, t0())
+                .record_conversion(&conversion, ids(), &policy, later)
                 .await
                 .unwrap()
             {
@@ -274,7 +276,7 @@ async fn reward_operations_cost_one_round_trip() {
                     &ReversalId::parse("r1").unwrap(),
                     Some(50_000),
                     ids(),
-                    t0(),
+                    later,
                 )
                 .await
                 .unwrap();
@@ -286,7 +288,7 @@ async fn reward_operations_cost_one_round_trip() {
         let store = Arc::clone(&store);
         async move {
             let ApproveOutcome::Approved(batch) = store
-                .approve_due_rewards(std::time::Duration::ZERO, t0(), 2)
+                .approve_due_rewards(std::time::Duration::ZERO, later, 2)
                 .await
                 .unwrap()
             else {
@@ -301,7 +303,7 @@ async fn reward_operations_cost_one_round_trip() {
         async move {
             let id = made.lock().unwrap()[usize::try_from(i).unwrap()];
             let out = store
-                .mark_reward_paid(id, &PayoutRef::parse("payout-1").unwrap(), t0())
+                .mark_reward_paid(id, &PayoutRef::parse("payout-1").unwrap(), later)
                 .await
                 .unwrap();
             assert!(matches!(out, PayOutcome::Paid(_)), "{out:?}");
