@@ -131,3 +131,230 @@ mod otp_state_machine {
         }
     }
 }
+
+/// The reward ledger against a model of the rules: random sequences of
+/// conversions (by three referees of one referrer), partial and whole
+/// reversals, approval runs and clock jumps under random policies. After
+/// every step the referrer's ledger equals the model's; the sum of their
+/// non-voided rewards is never negative and never passes the cap in the
+/// cap window; and without a cap, each conversion's rewards are worth what
+/// the policy gives for its net amount, within the documented rounding (each
+/// reward rounded down: at most one minor unit per reward below).
+mod reward_ledger {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::{DateTime, TimeDelta, Utc};
+    use proptest::prelude::*;
+    use referral_core::testkit::rewards::{RewardHarness, example_policy, live_sum};
+    use referral_core::{
+        BasisPoints, ConversionId, Reward, RewardKind, RewardPolicy, RewardStatus,
+    };
+    use referral_memory::MemoryStore;
+
+    const DAY: u64 = 24 * 3600;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Convert { who: usize, amount: i64 },
+        Reverse { conv: usize, amount: Option<i64> },
+        Wait(u64),
+        Approve,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..3, prop_oneof![1i64..300, 1i64..200_000]).prop_map(|(who, amount)| Op::Convert { who, amount }),
+            3 => (0usize..16, prop::option::of(1i64..120_000)).prop_map(|(conv, amount)| Op::Reverse { conv, amount }),
+            2 => prop::sample::select(vec![60, DAY, 7 * DAY, 10 * DAY]).prop_map(Op::Wait),
+            2 => Just(Op::Approve),
+        ]
+    }
+
+    fn policy() -> impl Strategy<Value = RewardPolicy> {
+        (0i64..2_000, 0u32..3_000, prop::option::of(1i64..30_000)).prop_map(|(fixed, bp, cap)| {
+            let mut p = example_policy();
+            p.referrer_fixed = fixed;
+            p.referrer_bp = BasisPoints::new(bp).unwrap();
+            p.max_per_referrer = cap;
+            p.hold = Duration::from_secs(7 * DAY);
+            p.cap_window = Duration::from_secs(30 * DAY);
+            p
+        })
+    }
+
+    /// One reward as the rules say it is.
+    #[derive(Debug, Clone)]
+    struct MReward {
+        original: i64,
+        amount: i64,
+        clawed: i64,
+        created_at: DateTime<Utc>,
+        status: RewardStatus,
+    }
+
+    #[derive(Debug)]
+    struct MConv {
+        id: ConversionId,
+        amount: i64,
+        reversed: i64,
+        fixed: Option<usize>,
+        rewards: Vec<usize>,
+    }
+
+    #[derive(Debug, Default)]
+    struct Model {
+        rewards: Vec<MReward>,
+        /// Clawbacks: amount and creation time.
+        clawbacks: Vec<(i64, DateTime<Utc>)>,
+        convs: Vec<MConv>,
+        fixed_used: [bool; 3],
+    }
+
+    impl Model {
+        fn live(&self) -> i64 {
+            let r: i64 = self
+                .rewards
+                .iter()
+                .filter(|r| r.status != RewardStatus::Voided)
+                .map(|r| r.amount)
+                .sum();
+            r + self.clawbacks.iter().map(|c| c.0).sum::<i64>()
+        }
+
+        fn in_window(&self, now: DateTime<Utc>, window: Duration) -> i64 {
+            let start = now - TimeDelta::from_std(window).unwrap();
+            let r: i64 = self
+                .rewards
+                .iter()
+                .filter(|r| r.status != RewardStatus::Voided && r.created_at > start)
+                .map(|r| r.amount)
+                .sum();
+            r + self
+                .clawbacks
+                .iter()
+                .filter(|c| c.1 > start)
+                .map(|c| c.0)
+                .sum::<i64>()
+        }
+    }
+
+    fn effective(rewards: &[Reward]) -> i64 {
+        live_sum(rewards)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_ledger_follows_the_rules(p in policy(), ops in prop::collection::vec(op(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let h = Arc::new(RewardHarness::with_policy(MemoryStore::new(), p.clone()));
+                let alice = h.user().await;
+                let mut referees = Vec::new();
+                for _ in 0..3 {
+                    let u = h.user().await;
+                    h.refer(&u, &alice).await;
+                    referees.push(u);
+                }
+                let mut m = Model::default();
+                let mut reversal = 0;
+                for op in ops {
+                    let now = h.now();
+                    match op {
+                        Op::Wait(s) => h.advance_secs(s),
+                        Op::Approve => {
+                            let approved = h.approve().await;
+                            let hold = TimeDelta::from_std(p.hold).unwrap();
+                            let mut due = 0;
+                            for r in m.rewards.iter_mut().filter(|r| r.status == RewardStatus::Pending && r.created_at + hold <= now) {
+                                r.status = RewardStatus::Approved;
+                                due += 1;
+                            }
+                            assert_eq!(approved.len(), due);
+                        }
+                        Op::Convert { who, amount } => {
+                            let id = h.conversion_id();
+                            let got = h.convert(&referees[who], &id, amount).await.expect("record");
+                            let mut fixed = 0;
+                            if !m.fixed_used[who] {
+                                m.fixed_used[who] = true;
+                                fixed = p.referrer_fixed;
+                            }
+                            let mut percent = i64::try_from(i128::from(amount) * i128::from(p.referrer_bp.get()) / 10_000).unwrap();
+                            if let Some(cap) = p.max_per_referrer {
+                                let mut left = (cap - m.in_window(now, p.cap_window)).max(0);
+                                fixed = fixed.min(left);
+                                left -= fixed;
+                                percent = percent.min(left);
+                            }
+                            let mut conv = MConv { id, amount, reversed: 0, fixed: None, rewards: Vec::new() };
+                            for (kind, value) in [(RewardKind::ReferrerFixed, fixed), (RewardKind::ReferrerPercent, percent)] {
+                                if value > 0 {
+                                    if kind == RewardKind::ReferrerFixed {
+                                        conv.fixed = Some(m.rewards.len());
+                                    }
+                                    conv.rewards.push(m.rewards.len());
+                                    m.rewards.push(MReward { original: value, amount: value, clawed: 0, created_at: now, status: RewardStatus::Pending });
+                                }
+                            }
+                            let want: Vec<i64> = conv.rewards.iter().map(|&i| m.rewards[i].amount).collect();
+                            let have: Vec<i64> = got.rewards.iter().map(|r| r.amount.amount()).collect();
+                            assert_eq!(have, want, "rewards of a conversion of {amount}");
+                            m.convs.push(conv);
+                        }
+                        Op::Reverse { conv, amount } => {
+                            let Some(c) = m.convs.get_mut(conv) else { continue };
+                            reversal += 1;
+                            let got = h.reverse(&c.id, &format!("r{reversal}"), amount).await;
+                            let remaining = c.amount - c.reversed;
+                            let a = amount.unwrap_or(remaining);
+                            if a > remaining || a == 0 {
+                                assert!(got.is_err(), "{got:?}");
+                                continue;
+                            }
+                            got.expect("reverse");
+                            c.reversed += a;
+                            let left = c.amount - c.reversed;
+                            for &i in &c.rewards {
+                                let r = &mut m.rewards[i];
+                                let target = i64::try_from(i128::from(r.original) * i128::from(left) / i128::from(c.amount)).unwrap();
+                                match r.status {
+                                    RewardStatus::Pending if target == 0 => r.status = RewardStatus::Voided,
+                                    RewardStatus::Pending => r.amount = target,
+                                    RewardStatus::Approved if target < r.amount + r.clawed => {
+                                        let diff = target - (r.amount + r.clawed);
+                                        r.clawed += diff;
+                                        m.clawbacks.push((diff, now));
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                    }
+                    let now = h.now();
+                    let rewards: Vec<Reward> = h.rewards(&alice).await.into_iter().collect();
+                    let total = effective(&rewards);
+                    assert_eq!(total, m.live(), "the ledger equals the model");
+                    assert!(total >= 0, "never negative in total: {total}");
+                    if let Some(cap) = p.max_per_referrer {
+                        assert!(m.in_window(now, p.cap_window) <= cap, "the cap holds");
+                        let start = now - TimeDelta::from_std(p.cap_window).unwrap();
+                        let stored: i64 = rewards.iter().filter(|r| r.status != RewardStatus::Voided && r.created_at > start).map(|r| r.amount.amount()).sum();
+                        assert!(stored <= cap, "the stored rewards in the window ({stored}) pass the cap {cap}");
+                    } else {
+                        // What the policy gives for each conversion's net amount.
+                        for c in &m.convs {
+                            let left = c.amount - c.reversed;
+                            let fixed = c.fixed.map_or(0, |_| i64::try_from(i128::from(p.referrer_fixed) * i128::from(left) / i128::from(c.amount)).unwrap());
+                            let percent = i64::try_from(i128::from(left) * i128::from(p.referrer_bp.get()) / 10_000).unwrap();
+                            let ours: i64 = rewards.iter().filter(|r| r.conversion.as_ref() == Some(&c.id) && r.status != RewardStatus::Voided).map(|r| r.amount.amount()).sum();
+                            assert!(ours <= fixed + percent && ours >= fixed + percent - 1, "{} left of {}: {ours} vs {fixed} + {percent}", left, c.amount);
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
