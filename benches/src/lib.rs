@@ -6,6 +6,7 @@
 pub mod baseline;
 pub mod pg;
 pub mod proxy;
+pub mod reward_baseline;
 
 use std::future::Future;
 use std::pin::pin;
