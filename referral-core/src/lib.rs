@@ -11,6 +11,12 @@
 //! - A user activates one other user's code, once in their life
 //!   ([`ReferralService::activate_invite`]); their [`Profile`] shows the code
 //!   they activated and the phones of everyone who activated theirs.
+//! - With a [`RewardPolicy`] and a [`RewardStore`], the program pays: the
+//!   host reports conversions and refunds
+//!   ([`ReferralService::record_conversion`],
+//!   [`ReferralService::reverse_conversion`]); referrers earn a fixed amount
+//!   and a share, newcomers a welcome gift, held, approved, paid, clawed back
+//!   ([`reward`] states the rules exactly).
 //! - Every rule that must hold under concurrency is one atomic store
 //!   operation ([`store`]), so it holds across threads, processes and retries.
 //!
@@ -52,12 +58,13 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `testkit` | [`testkit`]: the conformance kit every store runs, and the [`store_conformance_tests!`] macro (pulls in tokio; not semver-stable) |
+//! | `testkit` | [`testkit`]: the conformance kit every store runs, and the [`store_conformance_tests!`] and [`reward_conformance_tests!`] macros (pulls in tokio; not semver-stable) |
 //!
 //! ## Bring your own store
 //!
-//! Implement [`store::OtpStore`] and [`store::ReferralStore`], reading each
-//! method's contract, then prove it with the kit:
+//! Implement [`store::OtpStore`] and [`store::ReferralStore`] (and
+//! [`store::RewardStore`] to pay rewards), reading each method's contract,
+//! then prove it with the kit:
 //!
 //! ```ignore
 //! // tests/conformance.rs of your adapter crate, with referral-core's
