@@ -435,8 +435,27 @@ pub mod cases {
         assert_eq!(h.rub(&bob).await.approved, 300);
         // 2. o1 of 150000: fixed 1000 and 5 % = 7500, pending.
         let o1 = h.conversion_id();
+        let before = h.last_event().await;
         let r = h.convert(&bob, &o1, 150_000).await.expect("o1");
         assert!(r.created);
+        let created = |x: &Reward| EventKind::RewardCreated {
+            reward: x.id,
+            user: alice.id,
+            kind: x.kind,
+            amount: x.amount,
+        };
+        assert_eq!(
+            h.events(before).await,
+            vec![
+                EventKind::ConversionRecorded {
+                    conversion: o1.clone(),
+                    user: bob.id,
+                    amount: rub(150_000)
+                },
+                created(&r.rewards[0]),
+                created(&r.rewards[1]),
+            ]
+        );
         assert_eq!(
             summary(&r.rewards),
             vec![
@@ -964,6 +983,30 @@ pub mod cases {
             && c.referral == Some(bob.id)
             && c.user == alice.id
             && c.approved_at == Some(h.now())));
+        // Each clawback: created and approved, after the reversal's event.
+        let events = h.events(None).await;
+        let tail = &events[events.len() - 5..];
+        assert!(
+            matches!(&tail[0], EventKind::ConversionReversed { conversion, amount: 2_500, .. } if *conversion == id),
+            "{tail:?}"
+        );
+        for (pair, claw) in tail[1..].chunks(2).zip(&r.rewards) {
+            assert_eq!(
+                pair,
+                [
+                    EventKind::RewardCreated {
+                        reward: claw.id,
+                        user: alice.id,
+                        kind: Clawback,
+                        amount: claw.amount
+                    },
+                    EventKind::RewardApproved {
+                        reward: claw.id,
+                        user: alice.id
+                    },
+                ]
+            );
+        }
         // The originals are unchanged.
         let fixed_now = h
             .service
