@@ -8,11 +8,8 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use actix_web::{App, HttpServer, web};
-use referral_actix::middleware::{Guard, guard, not_found};
+use actix_web::HttpServer;
 use referral_server_common::{Settings, Started, init_tracing, shutdown_signal};
-
-mod pages;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -26,31 +23,23 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let options = Guard::default()
-        .timeout(settings.request_timeout())
-        .limits(*api.limits());
     let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let max_connections = usize::try_from(settings.max_connections).unwrap_or(usize::MAX);
-    let server = HttpServer::new(move || {
-        App::new()
-            .configure(referral_actix::configure_with(api.clone()))
-            .configure(pages::configure)
-            .default_service(web::to(not_found))
-            .wrap_fn(move |req, srv| guard(req, srv, options))
-    })
-    // Stalled and idle clients: headers within the header timeout (else 408
-    // and close), idle keep-alive no longer than that either.
-    .client_request_timeout(settings.header_timeout())
-    .keep_alive(settings.header_timeout())
-    // The connection limit is per worker: share it out (past it, accepting
-    // waits and the kernel's backlog holds the rest).
-    .workers(workers)
-    .max_connections(max_connections.div_ceil(workers).max(1))
-    // SIGINT and SIGTERM alike: stop accepting, finish what is in flight, exit 0.
-    // (actix's own handlers would stop at once on SIGINT.)
-    .shutdown_signal(shutdown_signal())
-    .shutdown_timeout((settings.request_timeout() + settings.header_timeout()).as_secs())
-    .bind(settings.listen);
+    let app_settings = settings.clone();
+    let server = HttpServer::new(move || referral_server_actix::app(api.clone(), &app_settings))
+        // Stalled and idle clients: headers within the header timeout (else 408
+        // and close), idle keep-alive no longer than that either.
+        .client_request_timeout(settings.header_timeout())
+        .keep_alive(settings.header_timeout())
+        // The connection limit is per worker: share it out (past it, accepting
+        // waits and the kernel's backlog holds the rest).
+        .workers(workers)
+        .max_connections(max_connections.div_ceil(workers).max(1))
+        // SIGINT and SIGTERM alike: stop accepting, finish what is in flight, exit 0.
+        // (actix's own handlers would stop at once on SIGINT.)
+        .shutdown_signal(shutdown_signal())
+        .shutdown_timeout((settings.request_timeout() + settings.header_timeout()).as_secs())
+        .bind(settings.listen);
     let server = match server {
         Ok(server) => server,
         Err(e) => {

@@ -6,7 +6,6 @@
 //! adds the accept loop (header timeout, connection limit) and shutdown.
 //! See this crate's README for the settings.
 
-mod app;
 mod serve;
 
 use std::io::Write as _;
@@ -41,7 +40,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let router = app::router(api, settings.request_timeout());
+    let router = referral_server::app(api, &settings);
     tracing::info!(%addr, store, "ready");
     {
         // The one line on stdout: tools and tests wait for it.

@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use referral_server_common::Settings;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::Connection as _;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+use crate::in_process::{AppFactory, Transport};
+use std::sync::Arc;
 
 /// The JWT secret every spawned server gets (unless a case sets another), so
 /// cases can forge tokens and two servers can share a store.
@@ -30,10 +34,41 @@ pub enum Backend {
     Postgres,
 }
 
-/// What a case runs against: a server binary and a backend.
+/// What a case's servers are: processes of a binary, or apps in this
+/// process.
+#[derive(Clone)]
+pub enum Target {
+    /// Spawn this server binary.
+    Binary(String),
+    /// Build the app in process (see [`crate::in_process`]).
+    InProcess(AppFactory),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Binary(bin) => f.debug_tuple("Binary").field(bin).finish(),
+            Self::InProcess(_) => f.write_str("InProcess"),
+        }
+    }
+}
+
+impl From<&str> for Target {
+    fn from(bin: &str) -> Self {
+        Self::Binary(bin.to_owned())
+    }
+}
+
+impl From<AppFactory> for Target {
+    fn from(factory: AppFactory) -> Self {
+        Self::InProcess(factory)
+    }
+}
+
+/// What a case runs against: its servers' [`Target`] and a backend.
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    bin: String,
+    target: Target,
     backend: Backend,
     admin_url: Option<String>,
     /// Databases made for this case, dropped when it passes.
@@ -46,7 +81,7 @@ pub struct Ctx {
 ///
 /// # Panics
 /// When the case fails, or under `CI` without `DATABASE_URL` for PostgreSQL.
-pub fn run<F, Fut>(bin: &str, backend: Backend, name: &str, case: F)
+pub fn run<F, Fut>(target: impl Into<Target>, backend: Backend, name: &str, case: F)
 where
     F: FnOnce(Ctx) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -72,7 +107,7 @@ where
         .build()
         .expect("a tokio runtime");
     let ctx = Ctx {
-        bin: bin.to_owned(),
+        target: target.into(),
         backend,
         admin_url,
         made: std::sync::Arc::default(),
@@ -163,7 +198,7 @@ impl Ctx {
     /// # Panics
     /// When the server starts listening, or does not exit within 30 s.
     pub async fn start_fails(&self, env: &[(&str, &str)]) -> Option<i32> {
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = Command::new(self.bin());
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
             if key.starts_with("REFERRAL_") || key == "DATABASE_URL" {
@@ -189,9 +224,24 @@ impl Ctx {
         out.status.code()
     }
 
-    /// A server on the given store (`None`: memory).
+    /// The binary of a [`Target::Binary`] context.
+    ///
+    /// # Panics
+    /// For an in-process context: the case needs a real process.
+    fn bin(&self) -> &str {
+        match &self.target {
+            Target::Binary(bin) => bin,
+            Target::InProcess(_) => panic!("this case needs a server process"),
+        }
+    }
+
+    /// A server on the given store (`None`: memory), with the suite's
+    /// defaults and `env` on top: a process, or an app in this process.
     pub async fn server_on(&self, store: Option<&str>, env: &[(&str, &str)]) -> Server {
-        Server::spawn(&self.bin, store, env).await
+        match &self.target {
+            Target::Binary(bin) => Server::spawn(bin, store, env).await,
+            Target::InProcess(factory) => Server::in_process(*factory, store, env).await,
+        }
     }
 
     /// Like [`Ctx::server_on`], but the server's stderr (its logs) is kept in
@@ -203,8 +253,18 @@ impl Ctx {
         env: &[(&str, &str)],
     ) -> (Server, Logs) {
         let logs = Logs::default();
-        let server = Server::spawn_inner(&self.bin, store, env, Some(logs.clone())).await;
+        let server = Server::spawn_inner(self.bin(), store, env, Some(logs.clone())).await;
         (server, logs)
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("base", &self.base)
+            .field("process", &self.child.as_ref().and_then(Child::id))
+            .field("in_process", &self.app.is_some())
+            .finish()
     }
 }
 
@@ -221,10 +281,11 @@ impl Logs {
     }
 }
 
-/// A running server process, killed when dropped.
-#[derive(Debug)]
+/// A running server: a process (killed when dropped), or an app in this
+/// process (dropped with it).
 pub struct Server {
-    child: Child,
+    child: Option<Child>,
+    app: Option<Arc<dyn Transport>>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     client: reqwest::Client,
@@ -312,9 +373,41 @@ impl Server {
             .build()
             .expect("an HTTP client");
         Self {
-            child,
+            child: Some(child),
+            app: None,
             base,
             client,
+        }
+    }
+
+    /// The app `factory` builds from the suite's defaults and `env` (as a
+    /// process would read them from its environment), on `store`.
+    ///
+    /// # Panics
+    /// When the settings are refused or the store cannot be opened.
+    pub async fn in_process(
+        factory: AppFactory,
+        store: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut pairs = vec![
+            ("REFERRAL_SMS_DELAY_MS", "0"),
+            ("REFERRAL_JWT_SECRET", SECRET),
+        ];
+        if let Some(url) = store {
+            pairs.push(("DATABASE_URL", url));
+        }
+        pairs.extend(env.iter().copied().filter(|(k, _)| *k != "REFERRAL_LISTEN"));
+        let settings = Settings::from_pairs(&pairs)
+            .unwrap_or_else(|e| panic!("settings {pairs:?} refused: {e}"));
+        let started = referral_server_common::start(&settings)
+            .await
+            .unwrap_or_else(|e| panic!("the app did not start: {e:?}"));
+        Self {
+            child: None,
+            app: Some(factory(started.api, &settings)),
+            base: "http://in-process".to_owned(),
+            client: reqwest::Client::new(),
         }
     }
 
@@ -325,9 +418,16 @@ impl Server {
     }
 
     /// The process id.
+    ///
+    /// # Panics
+    /// For an app in this process.
     #[must_use]
     pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
+        self.child
+            .as_ref()
+            .expect("a server process")
+            .id()
+            .unwrap_or(0)
     }
 
     /// Sends SIGTERM and waits (at most `within`) for the exit; the exit code.
@@ -341,7 +441,8 @@ impl Server {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM {pid}");
-        let exit = tokio::time::timeout(within, self.child.wait())
+        let child = self.child.as_mut().expect("a server process");
+        let exit = tokio::time::timeout(within, child.wait())
             .await
             .unwrap_or_else(|_| panic!("the server did not exit within {within:?} of SIGTERM"))
             .expect("wait for the server");
@@ -367,8 +468,34 @@ impl Server {
     /// The client's error when no answer was read.
     pub async fn try_send(&self, req: reqwest::RequestBuilder) -> Result<Resp, reqwest::Error> {
         let started = Instant::now();
-        let res = req.send().await?;
-        Ok(Resp::read(res, started.elapsed()).await)
+        let Some(app) = &self.app else {
+            let res = req.send().await?;
+            return Ok(Resp::read(res, started.elapsed()).await);
+        };
+        let req = req.build()?;
+        let target = req.url()[url::Position::BeforePath..].to_owned();
+        let body = req
+            .body()
+            .and_then(reqwest::Body::as_bytes)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        let mut request = http::Request::builder()
+            .method(req.method().clone())
+            .uri(target);
+        for (name, value) in req.headers() {
+            request = request.header(name, value);
+        }
+        if !body.is_empty() || req.method() == http::Method::POST {
+            request = request.header(http::header::CONTENT_LENGTH, body.len());
+        }
+        let response = app.call(request.body(body).expect("a request")).await;
+        let (parts, body) = response.into_parts();
+        Ok(Resp::from_parts(
+            parts.status.as_u16(),
+            &parts.headers,
+            &body,
+            started.elapsed(),
+        ))
     }
 
     /// `GET path`.
@@ -512,17 +639,23 @@ pub struct Resp {
 
 impl Resp {
     async fn read(res: reqwest::Response, elapsed: Duration) -> Self {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.unwrap_or_default();
+        Self::from_parts(status, &headers, &bytes, elapsed)
+    }
+
+    fn from_parts(status: u16, headers: &http::HeaderMap, bytes: &[u8], elapsed: Duration) -> Self {
         let header = |name: &str| {
-            res.headers()
+            headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let status = res.status().as_u16();
         let content_type = header("content-type");
         let retry_after = header("retry-after");
         let allow = header("allow");
-        let text = res.text().await.unwrap_or_default();
+        let text = String::from_utf8_lossy(bytes).into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Self {
             status,

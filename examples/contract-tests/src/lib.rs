@@ -1,50 +1,71 @@
 //! # referral-contract-tests
 //!
-//! The black-box contract suite of API.md (`shared/API.md` of the project),
-//! run against any example server binary over HTTP only: each case spawns
-//! the binary with `REFERRAL_LISTEN=127.0.0.1:0`, reads its
-//! `listening on http://ADDR` line, talks to it with reqwest and kills it at
-//! the end.
+//! The contract suite of API.md (`shared/API.md` of the project), one set of
+//! cases run against every server: IN PROCESS against the app a server
+//! crate builds from the published routers (`referral-axum`'s through
+//! `tower::ServiceExt::oneshot`, `referral-actix`'s through
+//! `actix_web::test::init_service`; see [`in_process`]), and, for the cases
+//! only a real process can show (refusing bad settings at start-up,
+//! finishing in-flight requests on SIGTERM, state kept across a restart
+//! after SIGTERM), against the server binary,
+//! spawned with `REFERRAL_LISTEN=127.0.0.1:0` and spoken to over HTTP.
 //!
 //! Every case runs twice: on the in-memory store and on PostgreSQL (a fresh
 //! database on `DATABASE_URL` for each server; without `DATABASE_URL` the
 //! PostgreSQL runs are skipped with a message, or fail under `CI`). A few
-//! cases (two processes on one database, a restart, an outage) run on
+//! cases (two servers on one database, a restart, an outage) run on
 //! PostgreSQL only.
 //!
 //! Use it from a server crate's `tests/contract.rs`:
 //!
 //! ```ignore
-//! referral_contract_tests::contract_tests!(env!("CARGO_BIN_EXE_referral-server"));
+//! fn app(api: referral_http::Api, settings: &Settings) -> Arc<dyn Transport> { … }
+//! referral_contract_tests::contract_tests!(
+//!     bin: env!("CARGO_BIN_EXE_referral-server"),
+//!     app: crate::app
+//! );
 //! ```
 //!
-//! Set `CONTRACT_SERVER_LOG=debug` (a `RUST_LOG` filter) to see the servers'
-//! logs.
+//! Set `CONTRACT_SERVER_LOG=debug` (a `RUST_LOG` filter) to see the server
+//! processes' logs.
 
 pub mod cases;
 pub mod harness;
+pub mod in_process;
 
-pub use harness::{Backend, Ctx, Logs, Resp, Server, User, run};
+pub use harness::{Backend, Ctx, Logs, Resp, Server, Target, User, run};
+pub use in_process::{ActixApp, AppFactory, AxumApp, Transport};
 
-/// Expands to one `#[test]` per case and store: modules `memory` and
-/// `postgres`, each with a test named after the case.
+/// Expands to one `#[test]` per case and store: modules `in_process` (the
+/// app built by `app`, an [`AppFactory`]) and `process` (the binary `bin`),
+/// each with `memory` and `postgres` modules holding a test named after
+/// the case.
 #[macro_export]
 macro_rules! contract_tests {
-    ($bin:expr) => {
-        $crate::store_cases! {
-            $crate, $bin;
-            both: health_ok, bad_settings_refused, graceful_shutdown, request_code_accepted,
-                request_code_invalid_phone, default_region, request_code_cooldown,
-                request_code_hourly_cap, new_code_replaces_previous, sms_unavailable,
-                request_timeout, verify_creates_then_logs_in, code_works_once, verify_errors,
-                verify_expired, code_burns_after_max_attempts, phone_locks_after_daily_failures,
-                unauthorized_tokens, token_of_unknown_user, activate_invite, referral_cycle,
-                invite_unknown_codes_limited, referrals_pagination, profile_lists_first_100,
-                dev_outbox, openapi_document, web_pages, json_conventions,
-                race_one_phone_many_codes, race_one_code_many_verifies,
-                race_one_user_many_codes, race_many_users_one_code, race_mutual_activations,
-                concurrent_codes_do_not_block;
-            postgres_only: two_servers_share_one_store, restart_keeps_state, store_outage;
+    (bin: $bin:expr, app: $app:expr $(,)?) => {
+        mod in_process {
+            $crate::store_cases! {
+                $crate, $crate::Target::InProcess($app);
+                both: health_ok, request_code_accepted,
+                    request_code_invalid_phone, default_region, request_code_cooldown,
+                    request_code_hourly_cap, new_code_replaces_previous, sms_unavailable,
+                    request_timeout, verify_creates_then_logs_in, code_works_once, verify_errors,
+                    verify_expired, code_burns_after_max_attempts, phone_locks_after_daily_failures,
+                    unauthorized_tokens, token_of_unknown_user, activate_invite, referral_cycle,
+                    invite_unknown_codes_limited, referrals_pagination, profile_lists_first_100,
+                    dev_outbox, openapi_document, web_pages, json_conventions,
+                    race_one_phone_many_codes, race_one_code_many_verifies,
+                    race_one_user_many_codes, race_many_users_one_code, race_mutual_activations,
+                    concurrent_codes_do_not_block;
+                postgres_only: two_servers_share_one_store, store_outage;
+            }
+        }
+        mod process {
+            $crate::store_cases! {
+                $crate, $bin;
+                both: bad_settings_refused, graceful_shutdown;
+                postgres_only: restart_keeps_state;
+            }
         }
     };
 }

@@ -238,6 +238,43 @@ impl Settings {
         <Self as FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 
+    /// The settings from `(variable, value)` pairs as the environment would
+    /// give them (`("REFERRAL_OTP_LENGTH", "6")`; a later pair replaces an
+    /// earlier one of the same variable), the process's own environment
+    /// ignored: for in-process tests, where many servers with
+    /// different settings share one process.
+    ///
+    /// # Errors
+    /// clap's error for an unknown variable or a bad value.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = <Self as CommandFactory>::command();
+        let mut args = vec!["server".to_owned()];
+        // As in an environment, a later pair replaces an earlier one.
+        let mut last: Vec<(&str, &str)> = Vec::new();
+        for &(name, value) in pairs {
+            last.retain(|(n, _)| *n != name);
+            last.push((name, value));
+        }
+        for (name, value) in &last {
+            let flag = command
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == *name))
+                .and_then(clap::Arg::get_long)
+                .ok_or_else(|| {
+                    clap::Error::raw(
+                        clap::error::ErrorKind::UnknownArgument,
+                        format!("no setting reads {name}"),
+                    )
+                })?;
+            args.push(format!("--{flag}={value}"));
+        }
+        let matches = command
+            .mut_args(|a| a.env(None::<&str>))
+            .try_get_matches_from(args)?;
+        <Self as FromArgMatches>::from_arg_matches(&matches)
+    }
+
     /// The core configuration these settings describe.
     ///
     /// # Errors
@@ -424,6 +461,22 @@ mod tests {
         let config = s.config().unwrap();
         assert_eq!(config.otp.length.get(), 6);
         assert_eq!(config.default_region.map(Region::code), Some("RU"));
+    }
+
+    #[test]
+    fn from_pairs_ignores_the_environment() {
+        let s = Settings::from_pairs(&[
+            ("REFERRAL_OTP_LENGTH", "6"),
+            ("DATABASE_URL", "postgres://x@y/z"),
+        ])
+        .unwrap();
+        assert_eq!(s.otp_length, 6);
+        assert_eq!(s.database_url.as_deref(), Some("postgres://x@y/z"));
+        assert_eq!(Settings::from_pairs(&[]).unwrap().database_url, None);
+        assert!(Settings::from_pairs(&[("REFERRAL_NOPE", "1")]).is_err());
+        let s = Settings::from_pairs(&[("REFERRAL_OTP_LENGTH", "6"), ("REFERRAL_OTP_LENGTH", "5")]);
+        assert_eq!(s.unwrap().otp_length, 5);
+        assert!(Settings::from_pairs(&[("REFERRAL_OTP_LENGTH", "3")]).is_err());
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! The server's router: the referral routes of `referral-axum` as they are
-//! (the contract's paths), the web pages, and the layers the contract asks
-//! for (request timeout, header limit, JSON envelope, request logs), all
-//! taken from `referral-axum` as any host would.
-
-use std::time::Duration;
+//! `referral-server`'s app, as a library so the contract suite can run it in
+//! process: the referral routes of `referral-axum` as they are (the
+//! contract's paths), the web pages, and the layers the contract asks for
+//! (request timeout, header limit, JSON envelope, request logs), all taken
+//! from `referral-axum` as any host would. The binary (`src/main.rs`) adds
+//! the accept loop and shutdown.
 
 use axum::Router;
 use axum::extract::Path;
@@ -13,11 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use referral_axum::middleware::{envelope, limit_headers, not_found, timeout, trace};
 use referral_axum::{Api, ApiError, Error};
+use referral_server_common::Settings;
 use referral_server_common::assets::{self, Asset};
 
-/// Every route of API.md and the pages, with the request timeout, the
-/// header limit, the JSON error envelope and request logs.
-pub(crate) fn router(api: Api, request_timeout: Duration) -> Router {
+/// Every route of API.md and the pages, with the request timeout of
+/// `settings`, the header limit, the JSON error envelope and request logs.
+pub fn app(api: Api, settings: &Settings) -> Router {
     let limits = *api.limits();
     Router::new()
         .merge(referral_axum::router())
@@ -26,7 +27,7 @@ pub(crate) fn router(api: Api, request_timeout: Duration) -> Router {
         .route("/docs/{file}", get(docs_asset))
         .fallback(not_found)
         .with_state(api)
-        .layer(timeout(request_timeout))
+        .layer(timeout(settings.request_timeout()))
         .layer(map_request_with_state(limits, limit_headers))
         .layer(map_response(envelope))
         .layer(trace())
