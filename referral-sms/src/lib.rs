@@ -23,8 +23,8 @@
 //! - keeps credentials out of `Debug`, errors and logs, and never logs the
 //!   message text (it carries the code). Retries and failures are logged with
 //!   [`tracing`] at `WARN` (provider, attempt, status), nothing else;
-//! - speaks HTTPS with rustls (the `ring` provider, the platform's
-//!   certificate store), set up per client: nothing process-wide.
+//! - speaks HTTPS with rustls (reqwest's default provider, the platform's
+//!   certificate store); no OpenSSL.
 //!
 //! The text comes from a [`MessageTemplate`] (`{code}`, `{minutes}`);
 //! the default is the core's English text.

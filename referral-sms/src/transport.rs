@@ -96,20 +96,12 @@ impl RetryPolicy {
     }
 }
 
-/// The client every sender builds unless given one: rustls with the `ring`
-/// provider and the platform's certificate roots, HTTP/1.1, no redirects
-/// (a redirected POST could send twice), the policy's connect timeout.
+/// The client every sender builds unless given one: rustls (reqwest's
+/// default provider, the platform's certificate roots), no redirects (a
+/// redirected POST could send twice), the policy's connect timeout.
 pub(crate) fn build_client(policy: &RetryPolicy) -> Result<reqwest::Client, BuildError> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| BuildError::Tls(Box::new(e)))?
-        .with_platform_verifier()
-        .map_err(|e| BuildError::Tls(Box::new(e)))?
-        .with_no_client_auth();
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_rustls()
         .connect_timeout(policy.connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("referral-sms/", env!("CARGO_PKG_VERSION")))
