@@ -34,6 +34,25 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// `1`: `DATABASE_URL` points at a transaction-mode pooler (PgBouncer):
+    /// no named prepared statements, no startup options; the start-up
+    /// migrations run over `REFERRAL_DB_MIGRATION_URL` when it is set, and not
+    /// at all otherwise.
+    #[arg(
+        long,
+        env = "REFERRAL_DB_TRANSACTION_POOLER",
+        default_value = "0",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::Set
+    )]
+    pub db_transaction_pooler: bool,
+
+    /// A direct URL to the same database (not through a pooler) for the
+    /// start-up migrations; unset: they run over `DATABASE_URL`, or not at
+    /// all behind a transaction pooler.
+    #[arg(long, env = "REFERRAL_DB_MIGRATION_URL", hide_env_values = true)]
+    pub db_migration_url: Option<String>,
+
     /// Simulated SMS delay in milliseconds: `N` or `MIN-MAX`; `0` = none.
     #[arg(long, env = "REFERRAL_SMS_DELAY_MS", default_value = "1000-2000")]
     pub sms_delay_ms: SmsDelay,
@@ -160,6 +179,11 @@ impl fmt::Debug for Settings {
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
+            )
+            .field("db_transaction_pooler", &self.db_transaction_pooler)
+            .field(
+                "db_migration_url",
+                &self.db_migration_url.as_deref().map(redact_url),
             )
             .field("sms_delay_ms", &self.sms_delay_ms)
             .field("dev_outbox", &self.dev_outbox)

@@ -79,7 +79,17 @@ pub async fn start(settings: &Settings) -> Result<Started, StartError> {
     let (builder, store) = match database_url {
         Some(url) => {
             tracing::info!(database = %redact_url(url), "using the PostgreSQL store");
-            let store = connect_postgres(url, settings.db_max_connections).await?;
+            let migration_url = settings
+                .db_migration_url
+                .as_deref()
+                .filter(|url| !url.trim().is_empty());
+            let store = connect_postgres(
+                url,
+                settings.db_max_connections,
+                settings.db_transaction_pooler,
+                migration_url,
+            )
+            .await?;
             (ReferralService::builder(store, sms), "postgres")
         }
         None => {
@@ -106,16 +116,30 @@ pub async fn start(settings: &Settings) -> Result<Started, StartError> {
     })
 }
 
+/// The PostgreSQL store, migrated at start over `migration_url` when given,
+/// else over `url` unless `url` is a transaction pooler (then not at all).
 async fn connect_postgres(
     url: &str,
     max_connections: u32,
+    transaction_pooler: bool,
+    migration_url: Option<&str>,
 ) -> Result<Arc<referral_sqlx::PgStore>, StartError> {
-    let options = referral_sqlx::PgStoreOptions::new(url)
+    let mut options = referral_sqlx::PgStoreOptions::new(url)
         .map_err(StartError::Store)?
-        .max_connections(max_connections);
+        .max_connections(max_connections)
+        .transaction_pooler(transaction_pooler);
+    if let Some(direct) = migration_url {
+        options = options.migration_url(direct).map_err(StartError::Store)?;
+    }
     let store = referral_sqlx::PgStore::connect_with(options)
         .await
         .map_err(StartError::Store)?;
-    store.migrate().await.map_err(StartError::Store)?;
+    if migration_url.is_some() || !transaction_pooler {
+        store.migrate().await.map_err(StartError::Store)?;
+    } else {
+        tracing::info!(
+            "behind a transaction pooler without REFERRAL_DB_MIGRATION_URL: migrations not run"
+        );
+    }
     Ok(Arc::new(store))
 }
