@@ -15,6 +15,7 @@
 //! Not published; not semver-stable.
 
 pub mod assets;
+pub mod provider;
 pub mod settings;
 pub mod sms;
 pub mod start;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser};
 use referral_core::{Config, OtpLength, Region};
+
+use crate::provider::{SmsSettings, SmsSettingsError};
 use referral_http::JwtSecret;
 
 /// The settings of an example server (API.md's table, plus the few a real
@@ -170,6 +172,10 @@ pub struct Settings {
     #[arg(long, env = "REFERRAL_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+
+    /// The SMS provider and its settings, and the test phones.
+    #[command(flatten)]
+    pub sms: SmsSettings,
 }
 
 impl fmt::Debug for Settings {
@@ -205,6 +211,7 @@ impl fmt::Debug for Settings {
             .field("sms_timeout_ms", &self.sms_timeout_ms)
             .field("header_timeout_secs", &self.header_timeout_secs)
             .field("max_connections", &self.max_connections)
+            .field("sms", &self.sms)
             .finish()
     }
 }
@@ -239,6 +246,9 @@ pub enum SettingsError {
     /// The JWT secret is too short to derive the code-hashing key from.
     #[error("the JWT secret must have at least 32 bytes")]
     Secret,
+    /// The SMS provider cannot be set up (the message names the setting).
+    #[error(transparent)]
+    Sms(#[from] SmsSettingsError),
 }
 
 impl Settings {
@@ -320,6 +330,7 @@ impl Settings {
         config.invite.max_failures_per_window = self.invite_max_failures_per_hour;
         config.invite.failure_window = Duration::from_secs(3600);
         config.default_region = self.default_region;
+        config.test_phones = self.sms.test_phones();
         Ok(config)
     }
 

@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use referral_core::{OtpKey, ReferralService, StubSmsSender, SystemClock, ThreadRandom};
+use referral_core::{OtpKey, ReferralService, SystemClock, ThreadRandom};
 use referral_http::{Api, JwtAuth, JwtSecret};
 use referral_memory::MemoryStore;
 
 use crate::settings::{Settings, SettingsError, redact_url};
-use crate::sms::SimulatedSms;
 
 /// A started [`Api`] and which store it uses.
 #[derive(Debug, Clone)]
@@ -53,25 +52,13 @@ pub async fn start(settings: &Settings) -> Result<Started, StartError> {
     // the codes the others sent.
     let key = OtpKey::derive(secret.as_bytes(), "otp")
         .map_err(|_| StartError::Settings(SettingsError::Secret))?;
-    if settings.sms_delay_ms.max() >= settings.sms_timeout() {
-        tracing::warn!(
-            delay = %settings.sms_delay_ms,
-            timeout_ms = settings.sms_timeout_ms,
-            "the simulated SMS delay reaches the SMS timeout: some or all sends will fail"
-        );
-    }
     if settings.sms_timeout() >= settings.request_timeout() {
         tracing::warn!(
             "REFERRAL_SMS_TIMEOUT_MS is not below REFERRAL_REQUEST_TIMEOUT_SECS: \
              a slow send answers 503 unavailable instead of sms_unavailable"
         );
     }
-    let outbox = settings.dev_outbox.then(|| Arc::new(StubSmsSender::new()));
-    let sms = Arc::new(SimulatedSms::new(
-        settings.sms_delay_ms,
-        settings.sms_timeout(),
-        outbox.clone(),
-    ));
+    let (sms, outbox) = crate::provider::sms_sender(settings)?;
     let database_url = settings
         .database_url
         .as_deref()
