@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::invite_code::InviteCode;
 use crate::money::Money;
+use crate::operator::Reason;
 use crate::phone::PhoneNumber;
 use crate::reward::{ConversionId, PayoutRef, ReversalId, RewardId, RewardKind};
 use crate::user::UserId;
@@ -115,5 +116,33 @@ pub enum EventKind {
         user: UserId,
         /// The host's payout reference.
         payout_ref: PayoutRef,
+    },
+    /// An operator blocked a user.
+    UserBlocked {
+        /// The user blocked.
+        user: UserId,
+        /// The operator.
+        operator: UserId,
+        /// Why.
+        reason: Reason,
+    },
+    /// An operator unblocked a user.
+    UserUnblocked {
+        /// The user unblocked.
+        user: UserId,
+        /// The operator.
+        operator: UserId,
+    },
+    /// An operator voided a reward (recorded with the reward's
+    /// [`EventKind::RewardVoided`], and those of its clawbacks).
+    RewardVoidedByOperator {
+        /// The reward.
+        reward: RewardId,
+        /// Who would have earned it.
+        user: UserId,
+        /// The operator.
+        operator: UserId,
+        /// Why.
+        reason: Reason,
     },
 }

@@ -84,6 +84,7 @@ pub mod error;
 pub mod event;
 pub mod invite_code;
 pub mod money;
+pub mod operator;
 pub mod otp;
 pub mod phone;
 pub mod random;
@@ -102,6 +103,12 @@ pub use error::{BoxError, StoreError};
 pub use event::{Event, EventId, EventKind};
 pub use invite_code::{InviteCode, InviteCodeError};
 pub use money::{BasisPoints, BasisPointsError, Currency, CurrencyError, Money};
+pub use operator::{
+    Block, DayStats, ExportBatch, LeaderboardEntry, LeaderboardLimit, PhonePrefix, ProgramTotals,
+    Reason, ReasonError, ReferralExportBatch, ReferralExportRow, Referrer, RewardExportBatch,
+    RewardExportRow, RewardTotals, Stats, StatsDays, UserCursor, UserDetail, UserQuery,
+    UserSearchPage, UserSummary,
+};
 pub use otp::{OtpCode, OtpCodeError, OtpKey, OtpLength, OtpPolicy};
 pub use phone::{PhoneError, PhoneNumber, Region, RegionError};
 pub use random::{Random, SeededRandom, ThreadRandom};
@@ -111,12 +118,13 @@ pub use reward::{
     RewardIdError, RewardKind, RewardPage, RewardPolicy, RewardStatus,
 };
 pub use service::{
-    ActivateError, Activation, ApproveError, CodeSent, Config, ConfigError, ConversionRecorded,
-    ConversionReversed, Login, MarkPaidError, ProfileError, RecordConversion,
-    RecordConversionError, ReferralService, ReferralsError, RequestCodeError,
-    ReverseConversionError, RewardsError, ServiceBuilder, VerifyError,
+    ActivateError, Activation, ApproveError, BlockError, CodeSent, Config, ConfigError,
+    ConversionRecorded, ConversionReversed, Login, MarkPaidError, OperatorReadError, ProfileError,
+    RecordConversion, RecordConversionError, ReferralService, ReferralsError, RequestCodeError,
+    ReverseConversionError, RewardsError, ServiceBuilder, UnblockError, UserDetailError,
+    VerifyError, VoidRewardError,
 };
 pub use sms::{SmsError, SmsSender, StubSmsSender};
-pub use store::{InvitePolicy, OtpStore, ReferralStore, RewardStore};
+pub use store::{InvitePolicy, OperatorStore, OtpStore, ReferralStore, RewardStore};
 pub use test_phone::{TestPhones, TestPhonesError};
 pub use user::{PageLimit, Profile, Referral, ReferralCursor, ReferralPage, User, UserId};

@@ -17,13 +17,17 @@ use crate::random::{Random, ThreadRandom};
 use crate::reward::{RewardId, RewardPolicy};
 use crate::sms::{OtpSms, SmsError, SmsSender};
 use crate::store::{
-    ActivationOutcome, InvitePolicy, IssueOutcome, NewChallenge, NewUser, OtpStore, ReferralStore,
-    RegisterOutcome, RewardStore, VerifyOutcome, WelcomeReward,
+    ActivationOutcome, InvitePolicy, IssueOutcome, NewChallenge, NewUser, OperatorStore, OtpStore,
+    ReferralStore, RegisterOutcome, RewardStore, VerifyOutcome, WelcomeReward,
 };
 use crate::test_phone::{self, TestPhones};
 
+mod operators;
 mod rewards;
 use crate::user::{PageLimit, Profile, ReferralCursor, ReferralPage, User, UserId};
+pub use operators::{
+    BlockError, EXPORT_BATCH, OperatorReadError, UnblockError, UserDetailError, VoidRewardError,
+};
 pub use rewards::{
     ApproveError, ConversionRecorded, ConversionReversed, MarkPaidError, RecordConversion,
     RecordConversionError, ReverseConversionError, RewardsError,
@@ -242,6 +246,10 @@ pub enum VerifyError {
     /// nearly full, or the random source is broken). The login code was used.
     #[error("no free invite code could be found for the new user")]
     InviteCodesExhausted,
+    /// The code was right, but an operator blocked this user (see
+    /// [`crate::operator`]). The login code was used.
+    #[error("this user is blocked")]
+    Blocked,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -298,6 +306,9 @@ pub enum ActivateError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// An operator blocked this user (see [`crate::operator`]).
+    #[error("this user is blocked")]
+    Blocked,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -332,6 +343,7 @@ pub struct ReferralService {
     otp_store: Arc<dyn OtpStore>,
     users: Arc<dyn ReferralStore>,
     rewards: Option<Arc<dyn RewardStore>>,
+    operators: Option<Arc<dyn OperatorStore>>,
     sms: Arc<dyn SmsSender>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
@@ -356,6 +368,7 @@ pub struct ServiceBuilder {
     otp_store: Arc<dyn OtpStore>,
     users: Arc<dyn ReferralStore>,
     rewards: Option<Arc<dyn RewardStore>>,
+    operators: Option<Arc<dyn OperatorStore>>,
     sms: Arc<dyn SmsSender>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
@@ -401,6 +414,16 @@ impl ServiceBuilder {
         self
     }
 
+    /// Turns the operator use cases on (blocks, voids, search, the
+    /// leaderboard, statistics, exports) with `store`. It MUST be the same
+    /// store as the [`ReferralStore`] the builder was given (see
+    /// [`OperatorStore`]). Without it, those operations answer their
+    /// `OperatorsDisabled` error and nobody is blocked.
+    pub fn operators(mut self, store: Arc<dyn OperatorStore>) -> Self {
+        self.operators = Some(store);
+        self
+    }
+
     /// The configuration (default: [`Config::default`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -425,6 +448,7 @@ impl ServiceBuilder {
             otp_store: self.otp_store,
             users: self.users,
             rewards: self.rewards,
+            operators: self.operators,
             sms: self.sms,
             clock: self.clock,
             random: self.random,
@@ -471,6 +495,7 @@ impl ReferralService {
             otp_store,
             users,
             rewards: None,
+            operators: None,
             sms,
             clock: Arc::new(SystemClock),
             random: Arc::new(ThreadRandom),
@@ -645,6 +670,7 @@ impl ReferralService {
                 new_user: false,
             }),
             RegisterOutcome::CodesExhausted => Err(VerifyError::InviteCodesExhausted),
+            RegisterOutcome::Blocked(_) => Err(VerifyError::Blocked),
         }
     }
 
@@ -707,6 +733,7 @@ impl ReferralService {
                 });
             }
             ActivationOutcome::UserNotFound => return Err(ActivateError::UserNotFound),
+            ActivationOutcome::Blocked => return Err(ActivateError::Blocked),
         };
         let mut profile = self
             .users

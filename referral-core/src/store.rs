@@ -33,7 +33,9 @@ use crate::phone::PhoneNumber;
 use crate::reward::RewardId;
 use crate::user::{Profile, ReferralCursor, ReferralPage, User, UserId};
 
+mod operators;
 mod rewards;
+pub use operators::{BlockOutcome, OperatorStore, UnblockOutcome, VoidOutcome};
 pub use rewards::{
     ApproveOutcome, MAX_NEW_REWARDS, NewRewardIds, PayOutcome, RecordOutcome, ReverseOutcome,
     RewardStore,
@@ -221,6 +223,9 @@ pub enum RegisterOutcome {
     Existing(User),
     /// Every candidate invite code was taken; nothing changed.
     CodesExhausted,
+    /// The phone's user is blocked by an operator (see
+    /// [`crate::operator`]); nothing changed.
+    Blocked(User),
 }
 
 /// Limits of invite activation.
@@ -294,6 +299,9 @@ pub enum ActivationOutcome {
     },
     /// No user has this id.
     UserNotFound,
+    /// The user is blocked by an operator (see [`crate::operator`]); nothing
+    /// changed, the code was not even looked up.
+    Blocked,
 }
 
 /// Stores users, the referral graph and the event outbox.
@@ -305,6 +313,8 @@ pub trait ReferralStore: Send + Sync + 'static {
     /// The phone's user, creating it on the first call.
     ///
     /// In one atomic step: if `phone` has a user, return
+    /// [`RegisterOutcome::Blocked`] when an operator blocked them (a store
+    /// that implements [`OperatorStore`]; see [`crate::operator`]), else
     /// [`RegisterOutcome::Existing`]. Otherwise create `user` with the first of
     /// `invite_codes` no other user holds (codes compare as stored: upper
     /// case), record [`EventKind::UserRegistered`](crate::EventKind) in the
@@ -340,6 +350,8 @@ pub trait ReferralStore: Send + Sync + 'static {
     /// Activates `code` for `user`: the one-invite rule, in one atomic step,
     /// checking in this order:
     /// 1. no such user → [`ActivationOutcome::UserNotFound`];
+    ///    the user is blocked (a store that implements [`OperatorStore`])
+    ///    → [`ActivationOutcome::Blocked`];
     /// 2. the user activated a code before: the same code →
     ///    [`ActivationOutcome::AlreadyActive`], another →
     ///    [`ActivationOutcome::AlreadyActivated`];

@@ -21,6 +21,7 @@
 //! referral_core::store_conformance_tests!(store);
 //! ```
 
+pub mod operators;
 pub mod rewards;
 
 use std::collections::HashSet;

@@ -27,6 +27,7 @@
 //! # let _ = service;
 //! ```
 
+mod operators;
 mod otp;
 mod rewards;
 mod users;

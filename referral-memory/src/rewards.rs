@@ -16,12 +16,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use referral_core::store::{
     ApproveOutcome, NewRewardIds, PayOutcome, RecordOutcome, ReverseOutcome, RewardStore,
-    WelcomeReward,
+    VoidOutcome, WelcomeReward,
 };
 use referral_core::{
     Balance, Conversion, ConversionId, ConversionKind, ConversionUser, Currency, EventKind, Money,
-    NewConversion, PayoutRef, ReversalId, Reward, RewardCursor, RewardId, RewardKind, RewardPage,
-    RewardPolicy, RewardStatus, StoreError, UserId,
+    NewConversion, PayoutRef, Reason, ReversalId, Reward, RewardCursor, RewardExportBatch,
+    RewardExportRow, RewardId, RewardKind, RewardPage, RewardPolicy, RewardStatus, RewardTotals,
+    StoreError, UserId,
 };
 
 use crate::MemoryStore;
@@ -42,7 +43,13 @@ pub(crate) struct Ledger {
     /// Per user: their rewards and totals, and what they did as a referee.
     users: HashMap<Ix, UserLedger>,
     /// Pending rewards by `(created_at, id)`: what an approval run walks.
+    /// The pending rewards of a blocked user are taken out while the block
+    /// lasts (parked), so a run never walks past them.
     pending: BTreeSet<(DateTime<Utc>, RewardId, Rx)>,
+    /// Every reward by `(created_at, id)`: what the export walks.
+    by_created: BTreeSet<(DateTime<Utc>, RewardId, Rx)>,
+    /// Program totals per currency, sorted by currency.
+    totals: Vec<RewardTotals>,
 }
 
 #[derive(Debug)]
@@ -105,6 +112,9 @@ struct UserLedger {
     /// As a referee: had a qualifying conversion in the policy currency
     /// (the fixed part is used up).
     fixed_used: bool,
+    /// Approved and paid referrer-side rewards (clawbacks included) per
+    /// currency, sorted by currency: the leaderboard's `rewarded`.
+    rewarded: Vec<(Currency, i64)>,
 }
 
 impl UserLedger {
@@ -138,6 +148,73 @@ struct NewRec {
     conversion: Option<Cx>,
     referral: Option<Ix>,
     reverses: Option<Rx>,
+}
+
+impl Ledger {
+    /// Moves `amount` into (or, negative, out of) the program totals of
+    /// `status`, and the owner's `rewarded` for referrer-side rewards.
+    fn tally(
+        &mut self,
+        user: Ix,
+        kind: RewardKind,
+        currency: Currency,
+        status: RewardStatus,
+        amount: i64,
+    ) {
+        let i = match self.totals.binary_search_by(|t| t.currency.cmp(&currency)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.totals.insert(
+                    i,
+                    RewardTotals {
+                        currency,
+                        pending: 0,
+                        approved: 0,
+                        paid: 0,
+                        voided: 0,
+                    },
+                );
+                i
+            }
+        };
+        let t = &mut self.totals[i];
+        let slot = match status {
+            RewardStatus::Pending => &mut t.pending,
+            RewardStatus::Approved => &mut t.approved,
+            RewardStatus::Paid => &mut t.paid,
+            _ => &mut t.voided,
+        };
+        *slot = slot.saturating_add(amount);
+        if kind.is_referrer_side() && matches!(status, RewardStatus::Approved | RewardStatus::Paid)
+        {
+            let u = self.users.entry(user).or_default();
+            let i = match u.rewarded.binary_search_by(|(c, _)| c.cmp(&currency)) {
+                Ok(i) => i,
+                Err(i) => {
+                    u.rewarded.insert(i, (currency, 0));
+                    i
+                }
+            };
+            u.rewarded[i].1 = u.rewarded[i].1.saturating_add(amount);
+        }
+    }
+
+    /// How many conversions were recorded.
+    pub(crate) fn conversion_count(&self) -> usize {
+        self.conversions.len()
+    }
+
+    /// The program's reward totals per currency.
+    pub(crate) fn totals(&self) -> Vec<RewardTotals> {
+        self.totals.clone()
+    }
+
+    /// A referrer's approved and paid referrer-side rewards per currency.
+    pub(crate) fn rewarded(&self, user: Ix) -> Vec<Money> {
+        self.users.get(&user).map_or_else(Vec::new, |u| {
+            u.rewarded.iter().map(|&(c, a)| Money::new(a, c)).collect()
+        })
+    }
 }
 
 impl Graph {
@@ -228,9 +305,19 @@ impl Graph {
             payout_ref: None,
         });
         l.reward_by_id.insert(new.id, rx);
-        if new.status == RewardStatus::Pending {
+        l.by_created.insert((now, new.id, rx));
+        // A blocked user's pending rewards stay out of the approval set
+        // (none is made for them today; this keeps it so if one ever is).
+        if new.status == RewardStatus::Pending && self.users[new.user as usize].block.is_none() {
             l.pending.insert((now, new.id, rx));
         }
+        l.tally(
+            new.user,
+            new.kind,
+            new.money.currency(),
+            new.status,
+            new.money.amount(),
+        );
         let u = l.users.entry(new.user).or_default();
         let key = (now, new.id, rx);
         // Rewards nearly always come in time order: append without a search.
@@ -335,11 +422,18 @@ impl Graph {
         let r = &mut l.rewards[rx as usize];
         let old = r.status;
         r.status = status;
-        let (amount, currency, user, key) =
-            (r.amount, r.currency, r.user, (r.created_at, r.id, rx));
+        let (amount, currency, user, kind, key) = (
+            r.amount,
+            r.currency,
+            r.user,
+            r.kind,
+            (r.created_at, r.id, rx),
+        );
         if old == RewardStatus::Pending {
             l.pending.remove(&key);
         }
+        l.tally(user, kind, currency, old, -amount);
+        l.tally(user, kind, currency, status, amount);
         let u = l.users.entry(user).or_default();
         let (balance, live) = u.balance(currency);
         balance.add(old, -amount);
@@ -400,6 +494,7 @@ impl Graph {
             reversals: Vec::new(),
         });
         self.ledger.conversion_by_id.insert(new.id.clone(), cx);
+        self.count_day(now, crate::users::DayField::Conversions);
         self.push_event(
             now,
             EventKind::ConversionRecorded {
@@ -408,12 +503,15 @@ impl Graph {
                 amount,
             },
         );
-        // Qualification. (Hook: a blocked referee or referrer earns nothing.)
+        // Qualification: a blocked referee or referrer earns nothing (the
+        // block is read under this same lock guard).
         let rec = self.rec(user);
         let (Some(referrer), Some(activated_at)) = (rec.referrer, rec.activated_at) else {
             return Ok(self.recorded(cx));
         };
-        let qualifies = occurred_at >= activated_at
+        let qualifies = rec.block.is_none()
+            && self.rec(referrer).block.is_none()
+            && occurred_at >= activated_at
             && occurred_at - activated_at <= delta(policy.window)
             && amount.amount() >= policy.min_amount;
         if !qualifies {
@@ -546,8 +644,10 @@ impl Graph {
                     changed.push(rx);
                 }
                 RewardStatus::Pending if target < r.amount => {
-                    let (old, currency, owner) = (r.amount, r.currency, r.user);
+                    let (old, currency, owner, kind) = (r.amount, r.currency, r.user, r.kind);
                     self.ledger.rewards[rx as usize].amount = target;
+                    self.ledger
+                        .tally(owner, kind, currency, RewardStatus::Pending, target - old);
                     let u = self.ledger.users.entry(owner).or_default();
                     u.balance(currency)
                         .0
@@ -629,7 +729,8 @@ impl Graph {
 
     fn approve(&mut self, hold: Duration, now: DateTime<Utc>, limit: usize) -> Vec<Reward> {
         let cutoff = now - delta(hold);
-        // Hook: rewards of blocked users will be skipped here.
+        // Blocked users' pending rewards are parked out of `pending` (see
+        // `park`), so they are skipped without being walked.
         let due: Vec<Rx> = self
             .ledger
             .pending
@@ -682,6 +783,116 @@ impl Graph {
                 .map(|(b, _)| *b)
                 .collect()
         }))
+    }
+}
+
+/// The operator side of the ledger.
+impl Graph {
+    /// Takes the user's pending rewards out of the approval set (on block),
+    /// or puts them back (on unblock). O(the user's rewards).
+    pub(crate) fn park(&mut self, user: Ix, parked: bool) {
+        let l = &mut self.ledger;
+        let Some(u) = l.users.get(&user) else { return };
+        for &(at, id, rx) in &u.rewards {
+            if l.rewards[rx as usize].status == RewardStatus::Pending {
+                if parked {
+                    l.pending.remove(&(at, id, rx));
+                } else {
+                    l.pending.insert((at, id, rx));
+                }
+            }
+        }
+    }
+
+    /// The operator's void (see `OperatorStore::void_reward`).
+    pub(crate) fn void(
+        &mut self,
+        id: RewardId,
+        reason: &Reason,
+        by: UserId,
+        now: DateTime<Utc>,
+    ) -> VoidOutcome {
+        let Some(&rx) = self.ledger.reward_by_id.get(&id) else {
+            return VoidOutcome::NotFound;
+        };
+        let r = &self.ledger.rewards[rx as usize];
+        match r.status {
+            RewardStatus::Voided => return VoidOutcome::AlreadyVoided(self.reward_of(rx)),
+            RewardStatus::Paid => return VoidOutcome::NotVoidable(self.reward_of(rx)),
+            _ if r.kind == RewardKind::Clawback => {
+                return VoidOutcome::NotVoidable(self.reward_of(rx));
+            }
+            _ => {}
+        }
+        // Its clawbacks live in the reversals of its conversion.
+        let clawbacks: Vec<Rx> = match (r.clawed, r.conversion) {
+            (0, _) | (_, None) => Vec::new(),
+            (_, Some(cx)) => self.ledger.conversions[cx as usize]
+                .reversals
+                .iter()
+                .flat_map(|rev| rev.rewards.iter().copied())
+                .filter(|&c| self.ledger.rewards[c as usize].reverses == Some(rx))
+                .collect(),
+        };
+        if clawbacks
+            .iter()
+            .any(|&c| self.ledger.rewards[c as usize].status == RewardStatus::Paid)
+        {
+            return VoidOutcome::NotVoidable(self.reward_of(rx));
+        }
+        let user = self.rec(r.user).id;
+        for v in std::iter::once(rx).chain(clawbacks) {
+            if self.ledger.rewards[v as usize].status == RewardStatus::Voided {
+                continue;
+            }
+            self.set_status(v, RewardStatus::Voided);
+            let reward = self.ledger.rewards[v as usize].id;
+            self.push_event(now, EventKind::RewardVoided { reward, user });
+        }
+        self.push_event(
+            now,
+            EventKind::RewardVoidedByOperator {
+                reward: id,
+                user,
+                operator: by,
+                reason: reason.clone(),
+            },
+        );
+        VoidOutcome::Voided(self.reward_of(rx))
+    }
+
+    /// A batch of the rewards export.
+    pub(crate) fn export_rewards(
+        &self,
+        after: Option<RewardCursor>,
+        limit: usize,
+    ) -> RewardExportBatch {
+        let set = &self.ledger.by_created;
+        let mut iter: Box<dyn Iterator<Item = &(DateTime<Utc>, RewardId, Rx)>> = match after {
+            None => Box::new(set.iter()),
+            Some(c) => {
+                let key = (c.created_at(), c.id());
+                Box::new(
+                    set.range((key.0, key.1, Rx::MAX)..)
+                        .filter(move |e| (e.0, e.1) > key),
+                )
+            }
+        };
+        let rows: Vec<RewardExportRow> = iter
+            .by_ref()
+            .take(limit)
+            .map(|&(_, _, rx)| {
+                let reward = self.reward_of(rx);
+                let phone = self.rec(self.ledger.rewards[rx as usize].user).phone;
+                RewardExportRow { reward, phone }
+            })
+            .collect();
+        let next = if rows.len() == limit && iter.next().is_some() {
+            rows.last().map(RewardExportRow::cursor)
+        } else {
+            None
+        };
+        RewardExportBatch { rows, next }
     }
 }
 

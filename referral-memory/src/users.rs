@@ -1,14 +1,15 @@
 //! Users, the referral graph and the event outbox, behind one lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use referral_core::store::{
     ActivationOutcome, InvitePolicy, NewUser, ReferralStore, RegisterOutcome,
 };
 use referral_core::{
-    Event, EventId, EventKind, InviteCode, PhoneNumber, Profile, Referral, ReferralCursor,
+    Block, Event, EventId, EventKind, InviteCode, PhoneNumber, Profile, Referral, ReferralCursor,
     ReferralPage, StoreError, User, UserId,
 };
 
@@ -22,7 +23,17 @@ pub(crate) struct Graph {
     pub(crate) users: Vec<UserRec>,
     pub(crate) by_id: HashMap<UserId, Ix>,
     pub(crate) by_phone: HashMap<PhoneNumber, Ix>,
-    by_code: HashMap<InviteCode, Ix>,
+    pub(crate) by_code: HashMap<InviteCode, Ix>,
+    /// Users by their phone's E.164 text: the operator search's order.
+    pub(crate) by_phone_text: BTreeMap<String, Ix>,
+    /// Referrers with at least one referral, best first: the all-time
+    /// leaderboard, read in O(log n + limit).
+    pub(crate) ranking: BTreeSet<RankKey>,
+    /// Every activation by `(activated_at, referee id)`: the export's order
+    /// and the leaderboard window.
+    pub(crate) activations: BTreeSet<(DateTime<Utc>, UserId, Ix)>,
+    /// What was created on each UTC date: `[users, activations, conversions]`.
+    pub(crate) days: BTreeMap<NaiveDate, [u64; 3]>,
     /// Outbox; an event's id is its index + 1.
     events: Vec<EventRec>,
     /// Conversions and the reward ledger (see `rewards.rs`).
@@ -35,8 +46,12 @@ pub(crate) struct Graph {
 pub(crate) struct UserRec {
     pub(crate) id: UserId,
     pub(crate) phone: PhoneNumber,
-    code: InviteCode,
-    created_at: DateTime<Utc>,
+    pub(crate) code: InviteCode,
+    pub(crate) created_at: DateTime<Utc>,
+    /// The operator's block, while it lasts.
+    pub(crate) block: Option<Block>,
+    /// When the latest referral activated this user's code.
+    pub(crate) latest_referral: Option<DateTime<Utc>>,
     /// Whose code this user activated.
     pub(crate) referrer: Option<Ix>,
     /// When.
@@ -46,6 +61,18 @@ pub(crate) struct UserRec {
     /// reading a long list copies one contiguous run instead of visiting a
     /// user record per referral.
     pub(crate) referrals: Vec<Referral>,
+}
+
+/// A referrer's place in [`Graph::ranking`]: more referrals first, then the
+/// earlier latest activation, then the user id.
+pub(crate) type RankKey = (Reverse<u64>, DateTime<Utc>, UserId, Ix);
+
+/// Which count of a day.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DayField {
+    Users = 0,
+    Activations = 1,
+    Conversions = 2,
 }
 
 /// Events keep indices, not copies: users never change phone or code, so the
@@ -85,11 +112,16 @@ impl Graph {
         });
     }
 
+    /// Counts one creation on `at`'s UTC date.
+    pub(crate) fn count_day(&mut self, at: DateTime<Utc>, field: DayField) {
+        self.days.entry(at.date_naive()).or_default()[field as usize] += 1;
+    }
+
     pub(crate) fn rec(&self, ix: Ix) -> &UserRec {
         &self.users[ix as usize]
     }
 
-    fn user(&self, ix: Ix) -> User {
+    pub(crate) fn user(&self, ix: Ix) -> User {
         let r = self.rec(ix);
         User {
             id: r.id,
@@ -127,6 +159,20 @@ impl Graph {
         }
     }
 
+    /// Moves `owner` to its place in the ranking after it gained a referral
+    /// activated at `at` (its list already holds it).
+    fn rank(&mut self, owner: Ix, at: DateTime<Utc>) {
+        let rec = &self.users[owner as usize];
+        let count = rec.referrals.len() as u64;
+        if let Some(old) = rec.latest_referral {
+            self.ranking
+                .remove(&(Reverse(count - 1), old, rec.id, owner));
+        }
+        let latest = rec.latest_referral.map_or(at, |old| old.max(at));
+        self.ranking.insert((Reverse(count), latest, rec.id, owner));
+        self.users[owner as usize].latest_referral = Some(latest);
+    }
+
     /// Whether `ancestor` referred `ix`, directly or through a chain.
     fn referred_by(&self, mut ix: Ix, ancestor: Ix) -> bool {
         // The graph is acyclic (that is what this check keeps), so the walk ends.
@@ -154,7 +200,11 @@ impl ReferralStore for MemoryStore {
     ) -> Result<RegisterOutcome, StoreError> {
         let mut g = self.users_write();
         if let Some(&ix) = g.by_phone.get(phone) {
-            return Ok(RegisterOutcome::Existing(g.user(ix)));
+            return Ok(if g.rec(ix).block.is_some() {
+                RegisterOutcome::Blocked(g.user(ix))
+            } else {
+                RegisterOutcome::Existing(g.user(ix))
+            });
         }
         let Some(&code) = invite_codes.iter().find(|c| !g.by_code.contains_key(c)) else {
             return Ok(RegisterOutcome::CodesExhausted);
@@ -175,7 +225,11 @@ impl ReferralStore for MemoryStore {
             referrer: None,
             activated_at: None,
             referrals: Vec::new(),
+            block: None,
+            latest_referral: None,
         });
+        g.by_phone_text.insert(phone.to_e164(), ix);
+        g.count_day(user.created_at, DayField::Users);
         g.by_id.insert(user.id, ix);
         g.by_phone.insert(*phone, ix);
         g.by_code.insert(code, ix);
@@ -222,6 +276,9 @@ impl ReferralStore for MemoryStore {
         let Some(&ix) = g.by_id.get(&user) else {
             return Ok(ActivationOutcome::UserNotFound);
         };
+        if g.rec(ix).block.is_some() {
+            return Ok(ActivationOutcome::Blocked);
+        }
         if let Some(referrer) = g.rec(ix).referrer {
             let r = g.rec(referrer);
             return Ok(if r.code == *code {
@@ -275,6 +332,9 @@ impl ReferralStore for MemoryStore {
             converted: false,
         };
         g.users[owner as usize].referrals.insert(pos, entry);
+        g.rank(owner, now);
+        g.activations.insert((now, user, ix));
+        g.count_day(now, DayField::Activations);
         g.users[ix as usize].referrer = Some(owner);
         g.users[ix as usize].activated_at = Some(now);
         g.invite_failures.remove(&ix);

@@ -8,6 +8,7 @@ async fn store() -> Option<MemoryStore> {
 
 referral_core::store_conformance_tests!(store);
 referral_core::reward_conformance_tests!(store);
+referral_core::operator_conformance_tests!(store);
 
 /// The login-code lifecycle as a state machine: random sequences of requests,
 /// right and wrong guesses and clock jumps, checked step by step against a
