@@ -17,6 +17,10 @@
 //!   [`ReferralService::reverse_conversion`]); referrers earn a fixed amount
 //!   and a share, newcomers a welcome gift, held, approved, paid, clawed back
 //!   ([`reward`] states the rules exactly).
+//! - Operators ([`operator`]) block abusers, void rewards, search users and
+//!   read the leaderboard, statistics and exports
+//!   ([`ReferralService::block_user`] and the rest, behind
+//!   [`ServiceBuilder::operators`]).
 //! - Every rule that must hold under concurrency is one atomic store
 //!   operation ([`store`]), so it holds across threads, processes and retries.
 //!
@@ -58,7 +62,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `testkit` | [`testkit`]: the conformance kit every store runs, and the [`store_conformance_tests!`] and [`reward_conformance_tests!`] macros (pulls in tokio; not semver-stable) |
+//! | `testkit` | [`testkit`]: the conformance kit every store runs, the [`store_conformance_tests!`] macro, and the opt-in [`reward_conformance_tests!`] and [`operator_conformance_tests!`] (pulls in tokio; not semver-stable) |
 //!
 //! ## Bring your own store
 //!

@@ -11,7 +11,9 @@
 //! lock (profiles and referral pages read in parallel). Conversions and the
 //! reward ledger ([`RewardStore`](referral_core::store::RewardStore)) live
 //! under that same lock, since a conversion reads the referral graph and an
-//! activation writes the welcome reward.
+//! activation writes the welcome reward. So do blocks and the operator
+//! indexes ([`OperatorStore`](referral_core::store::OperatorStore)): a block
+//! is read by activations, conversions and approvals under that same guard.
 //!
 //! Data lives as long as the store: a restart forgets everything. Use
 //! `referral-sqlx` where that matters.

@@ -250,6 +250,16 @@ impl<S: OperatorKitStore> OperatorHarness<S> {
     }
 }
 
+/// Lets one side of a two-task race start a little later, alternating by
+/// round, so both orders happen (each must be right).
+async fn stagger(task: usize, round: usize) {
+    if task == round % 2 {
+        for _ in 0..(round % 5) {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 fn reason(s: &str) -> Reason {
     s.parse().expect("reason")
 }
@@ -998,7 +1008,7 @@ pub mod cases {
     /// approval came first (outbox order), else it waits out the block.
     pub async fn race_block_and_approval<S: OperatorKitStore>(store: S) {
         let h = Arc::new(OperatorHarness::new(store));
-        for _ in rounds().take(40) {
+        for round in rounds().take(40) {
             // A fresh pair each round: the clock moves past the reward window.
             let (alice, bob) = h.pair().await;
             let made = h
@@ -1011,6 +1021,7 @@ pub mod cases {
                 let h = Arc::clone(&h);
                 let alice = alice.clone();
                 async move {
+                    stagger(i, round).await;
                     if i == 0 {
                         h.block(&alice, "race").await;
                     } else {
@@ -1031,11 +1042,12 @@ pub mod cases {
     pub async fn race_block_and_conversion<S: OperatorKitStore>(store: S) {
         let h = Arc::new(OperatorHarness::new(store));
         let (alice, bob) = h.pair().await;
-        for _ in rounds().take(40) {
+        for round in rounds().take(40) {
             let id = h.conversion_id();
             race(2, |i| {
                 let (h, alice, bob, id) = (Arc::clone(&h), alice.clone(), bob.clone(), id.clone());
                 async move {
+                    stagger(i, round).await;
                     if i == 0 {
                         h.block(&alice, "race").await;
                     } else {
@@ -1069,11 +1081,12 @@ pub mod cases {
     /// only before the block.
     pub async fn race_block_and_activation<S: OperatorKitStore>(store: S) {
         let h = Arc::new(OperatorHarness::new(store));
-        for _ in rounds().take(40) {
+        for round in rounds().take(40) {
             let (alice, bob) = (h.user().await, h.user().await);
             let results = race(2, |i| {
                 let (h, alice, bob) = (Arc::clone(&h), alice.clone(), bob.clone());
                 async move {
+                    stagger(i, round).await;
                     if i == 0 {
                         h.block(&bob, "race").await;
                         None
@@ -1111,6 +1124,7 @@ pub mod cases {
             let results = race(2, |i| {
                 let h = Arc::clone(&h);
                 async move {
+                    stagger(i, round).await;
                     if i == 0 {
                         h.ops
                             .void_reward(h.operator, target, &reason("race"))
