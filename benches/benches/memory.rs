@@ -81,6 +81,7 @@ impl World {
         NewChallenge {
             id,
             hash: self.key.hash(phone, code),
+            step_up_hash: self.key.hash(phone, code),
             issued_at: self.t0,
             expires_at: self.t0 + TimeDelta::seconds(300),
         }
@@ -100,7 +101,7 @@ fn benches(c: &mut Criterion) {
                 let p = w.fresh_phone();
                 (p, w.challenge(&p, &code))
             },
-            |(p, ch)| black_box(ready(w.store.issue_otp(&p, &ch, &policy, w.t0)).unwrap()),
+            |(p, ch)| black_box(ready(w.store.issue_otp(&p, &ch, None, &policy, w.t0)).unwrap()),
             BatchSize::SmallInput,
         );
     });
@@ -123,7 +124,7 @@ fn benches(c: &mut Criterion) {
                 let p = w.fresh_phone();
                 let _ = ready(
                     w.store
-                        .issue_otp(&p, &w.challenge(&p, &code), &policy, w.t0),
+                        .issue_otp(&p, &w.challenge(&p, &code), None, &policy, w.t0),
                 )
                 .unwrap();
                 p

@@ -76,7 +76,7 @@ const ACTIVATE: &str =
 
 /// The statement of `PgStore::verify_otp` (referral-sqlx/src/otp.rs).
 const VERIFY: &str =
-    "SELECT outcome, at, attempts_left FROM referral_otp_verify($1, $2, $3, $4, $5, $6)";
+    "SELECT outcome, at, attempts_left FROM referral_otp_verify($1, $2, $3, $4, $5, $6, $7)";
 
 /// The statement of `PgStore::record_conversion` (referral-sqlx/src/rewards.rs).
 const RECORD: &str = "SELECT * FROM referral_record_conversion(
@@ -286,6 +286,7 @@ fn bench_verify(c: &mut Criterion, rt: &Runtime, w: &Arc<World>) {
     let window = i64::try_from(policy.failure_window.as_micros()).unwrap_or(i64::MAX);
     let max_failures = i32::try_from(policy.max_failures_per_window).unwrap_or(i32::MAX);
     let max_attempts = i32::try_from(policy.max_attempts).unwrap_or(i32::MAX);
+    let step_up_length = i32::from(policy.step_up_length.get());
     for clients in CLIENTS {
         let mut g = c.benchmark_group(format!("pg/verify/{clients}"));
         let pgstore = |b: &mut Bencher<'_, WallTime>| {
@@ -311,6 +312,7 @@ fn bench_verify(c: &mut Criterion, rt: &Runtime, w: &Arc<World>) {
                     .bind(max_attempts)
                     .bind(window)
                     .bind(max_failures)
+                    .bind(step_up_length)
                     .fetch_one(&w.raw)
                     .await
                     .expect("verify");

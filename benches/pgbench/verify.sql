@@ -7,4 +7,4 @@ SELECT v.outcome, v.at, v.attempts_left
   CROSS JOIN LATERAL referral_otp_verify(
            s.phone,
            (SELECT c.code_hash FROM referral_otp_codes c WHERE c.phone = s.phone),
-           now(), 5, 86400000000, 10) AS v;
+           now(), 5, 86400000000, 10, 8) AS v;

@@ -83,6 +83,7 @@
 //! [`ReferralService::builder`]. [`StubSmsSender`] keeps an outbox instead of
 //! sending, for tests and development.
 
+pub mod client;
 pub mod clock;
 pub mod error;
 pub mod event;
@@ -102,6 +103,7 @@ pub mod user;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use client::{ClientAddress, ClientAddressError};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{BoxError, StoreError};
 pub use event::{Event, EventId, EventKind};

@@ -11,14 +11,28 @@
 //!    checks a guess in one atomic store operation: a right code is consumed
 //!    (it verifies once), a wrong one counts against the code and the phone.
 //!
-//! # The brute-force bound
+//! # The brute-force bound, and step-up instead of lockout
 //!
-//! With the [`OtpPolicy`] defaults, a phone takes at most 10 wrong guesses in
-//! any rolling 24 hours (`max_failures_per_day`), however many codes are sent
-//! (at most 5 an hour) and however many server processes share the store. Over
-//! 10⁴ four-digit codes that is a success chance of at most 10 / 10⁴ = 0.1 %
-//! per phone per day (each code burns after 5 wrong guesses, so two codes'
-//! worth of guesses a day). Longer codes divide it by 10 per digit.
+//! With the [`OtpPolicy`] defaults, a phone takes at most 10 wrong guesses at
+//! 4-digit codes in any rolling 24 hours (`max_failures_per_window`), however
+//! many codes are sent (at most 5 an hour) and however many server processes
+//! share the store. The guess that spends that budget burns the live code,
+//! and from then on, until fewer than 10 wrong guesses are left in the
+//! window, every code sent to the phone has `step_up_length` (8) digits: the
+//! phone is *stepped up*, never locked, so a stranger who knows the number
+//! cannot keep its owner out (the owner reads the SMS either way).
+//!
+//! Per phone and rolling day, an attacker gets:
+//! - before step-up: 10 guesses over 10⁴ codes, at most 10 / 10⁴ = 0.1 %;
+//! - after step-up: at most 5 codes an hour × 5 guesses each = 600 guesses
+//!   a day over 10⁸ codes, at most 600 / 10⁸ = 0.0006 %;
+//! - together at most 0.1006 % a day (0.1 % without step-up's extra
+//!   guesses, which a lockout forbade at the price of locking the owner
+//!   out). Longer codes divide each term by 10 per digit.
+//!
+//! At most 10 guesses in any rolling day are at short codes: a short code is
+//! only issued while fewer than 10 wrong guesses are in the window, and the
+//! 10th burns it.
 
 use std::fmt;
 use std::time::Duration;
@@ -95,6 +109,9 @@ pub enum OtpCodeError {
     /// A character other than the ASCII digits 0–9.
     #[error("the code may only hold the digits 0-9")]
     InvalidCharacter,
+    /// Fewer than 4 or more than 8 digits.
+    #[error("the code must have 4 to 8 digits")]
+    OutOfRange,
 }
 
 impl OtpCode {
@@ -116,6 +133,24 @@ impl OtpCode {
             digits,
             len: length.0,
         })
+    }
+
+    /// Parses a code of any allowed length (4 to 8 digits, surrounding
+    /// whitespace ignored): a guess, whose length need not be the one the
+    /// live code has (a stepped-up phone's codes are longer).
+    ///
+    /// # Errors
+    /// [`OtpCodeError`] unless the input is 4 to 8 ASCII digits.
+    pub fn parse_any(input: &str) -> Result<Self, OtpCodeError> {
+        let trimmed = input.trim();
+        if !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(OtpCodeError::InvalidCharacter);
+        }
+        let length = u8::try_from(trimmed.len())
+            .ok()
+            .and_then(|n| OtpLength::new(n).ok())
+            .ok_or(OtpCodeError::OutOfRange)?;
+        Self::parse(trimmed, length)
     }
 
     /// Draws a code of `length` uniformly distributed digits.
@@ -359,7 +394,9 @@ pub struct OtpPolicy {
     pub send_window: Duration,
     /// Wrong guesses for one phone within any
     /// [`failure_window`](Self::failure_window), across codes, before the
-    /// phone is locked until the window frees (10).
+    /// phone is stepped up until the window frees: its live code is burned
+    /// and every code sent to it has [`step_up_length`](Self::step_up_length)
+    /// digits (10).
     pub max_failures_per_window: u32,
     /// The rolling window of `max_failures_per_window` (24 hours).
     pub failure_window: Duration,
@@ -368,6 +405,15 @@ pub struct OtpPolicy {
     /// pumping (many phones, each under its own cap). `None` (the default):
     /// no global budget.
     pub max_global_sends_per_window: Option<u32>,
+    /// Digits of the codes sent to a stepped-up phone (8); at least
+    /// [`length`](Self::length).
+    pub step_up_length: OtpLength,
+    /// Codes sent on the requests of one client address (an IPv4 address or
+    /// an IPv6 /64, see [`ClientAddress`](crate::ClientAddress)) within any
+    /// [`send_window`](Self::send_window), whatever the phones (30). `None`:
+    /// no per-client limit. Applies to requests that name their client
+    /// ([`ReferralService::request_code_from`](crate::ReferralService::request_code_from)).
+    pub max_sends_per_client_per_window: Option<u32>,
     /// If set, only phones whose country calling code is listed may be sent a
     /// code (`[7, 44]`: Russia/Kazakhstan and the UK). `None` (the default):
     /// every country.
@@ -386,6 +432,8 @@ impl Default for OtpPolicy {
             max_failures_per_window: 10,
             failure_window: Duration::from_secs(24 * 3600),
             max_global_sends_per_window: None,
+            step_up_length: OtpLength(8),
+            max_sends_per_client_per_window: Some(30),
             allowed_country_codes: None,
         }
     }
@@ -420,6 +468,28 @@ mod tests {
         assert_eq!(OtpCode::parse("123456", six).unwrap().length(), six);
         assert!(OtpLength::new(3).is_err());
         assert!(OtpLength::new(9).is_err());
+    }
+
+    #[test]
+    fn parse_any_takes_4_to_8_digits() {
+        assert_eq!(OtpCode::parse_any(" 1234 ").unwrap().length().get(), 4);
+        assert_eq!(OtpCode::parse_any("12345678").unwrap().length().get(), 8);
+        assert_eq!(OtpCode::parse_any("12345").unwrap().expose(), "12345");
+        for bad in ["", "123", "123456789"] {
+            assert_eq!(
+                OtpCode::parse_any(bad),
+                Err(OtpCodeError::OutOfRange),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            OtpCode::parse_any("12a4"),
+            Err(OtpCodeError::InvalidCharacter)
+        );
+        assert_eq!(
+            OtpCode::parse_any("١٢٣٤"),
+            Err(OtpCodeError::InvalidCharacter)
+        );
     }
 
     #[test]
@@ -469,6 +539,7 @@ mod tests {
         #[test]
         fn never_panics(s in "\\PC{0,12}", len in 4u8..=8) {
             let _ = OtpCode::parse(&s, OtpLength::new(len).unwrap());
+            let _ = OtpCode::parse_any(&s);
         }
     }
 }

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
+use crate::client::ClientAddress;
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::event::{Event, EventId};
 use crate::invite_code::InviteCode;
 use crate::money::Money;
-use crate::otp::{ChallengeId, OtpCode, OtpCodeError, OtpGuess, OtpKey, OtpPolicy};
+use crate::otp::{ChallengeId, OtpCode, OtpCodeError, OtpGuess, OtpKey, OtpLength, OtpPolicy};
 use crate::phone::{PhoneError, PhoneNumber, Region};
 use crate::random::{Random, ThreadRandom};
 use crate::reward::{RewardId, RewardPolicy};
@@ -76,6 +77,9 @@ pub enum ConfigError {
     /// A test phone's fixed code does not have `otp.length` digits.
     #[error("the test code of {0} must have otp.length digits")]
     TestPhoneCodeLength(PhoneNumber),
+    /// The step-up length is shorter than the normal length.
+    #[error("otp.step_up_length must be at least otp.length")]
+    StepUpShorter,
 }
 
 impl Config {
@@ -88,6 +92,10 @@ impl Config {
             (
                 "otp.max_global_sends_per_window",
                 o.max_global_sends_per_window.unwrap_or(1),
+            ),
+            (
+                "otp.max_sends_per_client_per_window",
+                o.max_sends_per_client_per_window.unwrap_or(1),
             ),
             (
                 "invite.max_failures_per_window",
@@ -135,6 +143,9 @@ impl Config {
         {
             return Err(ConfigError::TestPhoneCodeLength(*phone));
         }
+        if o.step_up_length < o.length {
+            return Err(ConfigError::StepUpShorter);
+        }
         Ok(())
     }
 }
@@ -148,6 +159,9 @@ pub struct CodeSent {
     pub expires_in: Duration,
     /// How long until this phone may ask for another code.
     pub retry_after: Duration,
+    /// The digits of the code sent: the policy's `length`, or its
+    /// `step_up_length` while the phone is stepped up.
+    pub code_length: OtpLength,
 }
 
 /// Why [`ReferralService::request_code`] sent nothing.
@@ -166,10 +180,20 @@ pub enum RequestCodeError {
         /// When another code may be asked for.
         retry_after: Duration,
     },
-    /// The phone took too many wrong guesses and is locked.
+    /// Never returned any more: a phone that took too many wrong guesses is
+    /// stepped up (sent longer codes), not locked. Kept only until the
+    /// example servers' error mapping stops naming it.
+    #[doc(hidden)]
     #[error("this phone is locked after too many wrong codes")]
     Locked {
         /// When the lock ends.
+        retry_after: Duration,
+    },
+    /// The client address asked for too many codes in the send window
+    /// (any phones).
+    #[error("too many codes were requested from this address")]
+    ClientLimited {
+        /// When another code may be asked for.
         retry_after: Duration,
     },
     /// The global SMS budget of the send window is spent (a cost circuit
@@ -199,6 +223,7 @@ impl RequestCodeError {
             Self::Cooldown { retry_after }
             | Self::TooManySends { retry_after }
             | Self::Locked { retry_after }
+            | Self::ClientLimited { retry_after }
             | Self::BudgetSpent { retry_after } => Some(*retry_after),
             _ => None,
         }
@@ -236,7 +261,10 @@ pub enum VerifyError {
         /// When a new code may be asked for.
         retry_after: Duration,
     },
-    /// The phone took too many wrong guesses and is locked.
+    /// Never returned any more: a phone that took too many wrong guesses is
+    /// stepped up (sent longer codes), not locked. Kept only until the
+    /// example servers' error mapping stops naming it.
+    #[doc(hidden)]
     #[error("this phone is locked after too many wrong codes")]
     Locked {
         /// When the lock ends.
@@ -518,12 +546,14 @@ impl ReferralService {
         PhoneNumber::parse(input, self.config.default_region)
     }
 
-    /// Parses a login code of the configured length.
+    /// Parses a login code typed by a person: 4 to 8 digits, whatever the
+    /// configured lengths (a stepped-up phone's codes are longer, and a guess
+    /// of another length is simply a wrong guess).
     ///
     /// # Errors
-    /// [`OtpCodeError`] for input that is not such a code.
+    /// [`OtpCodeError`] for input that is not 4 to 8 ASCII digits.
     pub fn parse_code(&self, input: &str) -> Result<OtpCode, OtpCodeError> {
-        OtpCode::parse(input, self.config.otp.length)
+        OtpCode::parse_any(input)
     }
 
     /// The time now, at the microsecond precision every store keeps.
@@ -533,16 +563,42 @@ impl ReferralService {
             .unwrap_or(now)
     }
 
-    /// Sends a fresh login code to `phone`, replacing any previous one.
-    ///
-    /// The code is stored (as a keyed hash) first, then sent. If the sender
-    /// fails, the code is revoked and the send is not charged against the
-    /// phone's limits. The answer does not depend on whether the phone
-    /// belongs to a user.
+    /// Sends a fresh login code to `phone`, replacing any previous one, with
+    /// no per-client limit: for callers that cannot name the client (a
+    /// back-office tool); requests from the internet go through
+    /// [`request_code_from`](Self::request_code_from).
     ///
     /// # Errors
     /// [`RequestCodeError`]: a limit, the sender or the store.
     pub async fn request_code(&self, phone: &PhoneNumber) -> Result<CodeSent, RequestCodeError> {
+        self.send_code(phone, None).await
+    }
+
+    /// Sends a fresh login code to `phone` at the request of `client`,
+    /// replacing any previous one.
+    ///
+    /// The code is stored (as a keyed hash) first, then sent. If the sender
+    /// fails, the code is revoked and the send is not charged against the
+    /// phone's or the client's limits. The answer does not depend on whether
+    /// the phone belongs to a user. A stepped-up phone (see
+    /// [`OtpPolicy::max_failures_per_window`]) is sent a code of
+    /// `step_up_length` digits; [`CodeSent::code_length`] says which.
+    ///
+    /// # Errors
+    /// [`RequestCodeError`]: a limit, the sender or the store.
+    pub async fn request_code_from(
+        &self,
+        phone: &PhoneNumber,
+        client: ClientAddress,
+    ) -> Result<CodeSent, RequestCodeError> {
+        self.send_code(phone, Some(&client)).await
+    }
+
+    async fn send_code(
+        &self,
+        phone: &PhoneNumber,
+        client: Option<&ClientAddress>,
+    ) -> Result<CodeSent, RequestCodeError> {
         let policy = &self.config.otp;
         if let Some(allowed) = &policy.allowed_country_codes
             && !allowed.iter().any(|c| phone.has_country_code(*c))
@@ -550,25 +606,40 @@ impl ReferralService {
             return Err(RequestCodeError::CountryNotAllowed);
         }
         let now = self.now();
-        // A test phone gets its fixed code, and no SMS (below).
+        // A test phone gets its fixed code (stepped up or not), and no SMS
+        // (below). Other phones: both candidate codes are drawn; the store
+        // keeps the one the phone's state calls for, in the step that
+        // decides it.
         let test_code = self.config.test_phones.code(phone);
-        let code = match test_code {
-            Some(fixed) => fixed.clone(),
-            None => OtpCode::generate(policy.length, self.random.as_ref()),
+        let (code, step_up_code) = match test_code {
+            Some(fixed) => (fixed.clone(), fixed.clone()),
+            None => {
+                let code = OtpCode::generate(policy.length, self.random.as_ref());
+                let step_up_code = if policy.step_up_length == policy.length {
+                    code.clone()
+                } else {
+                    OtpCode::generate(policy.step_up_length, self.random.as_ref())
+                };
+                (code, step_up_code)
+            }
         };
         let id = ChallengeId::generate(self.random.as_ref());
         let challenge = NewChallenge {
             id,
             hash: self.key.hash(phone, &code),
+            step_up_hash: self.key.hash(phone, &step_up_code),
             issued_at: now,
             expires_at: now + delta(policy.ttl),
         };
-        let next_send_at = match self
+        let outcome = self
             .otp_store
-            .issue_otp(phone, &challenge, policy, now)
-            .await?
-        {
-            IssueOutcome::Issued { next_send_at } => next_send_at,
+            .issue_otp(phone, &challenge, client, policy, now)
+            .await?;
+        let (next_send_at, code_length) = match outcome {
+            IssueOutcome::Issued {
+                next_send_at,
+                code_length,
+            } => (next_send_at, code_length),
             IssueOutcome::Cooldown { retry_at } => {
                 return Err(RequestCodeError::Cooldown {
                     retry_after: wait_until(retry_at, now),
@@ -579,8 +650,8 @@ impl ReferralService {
                     retry_after: wait_until(retry_at, now),
                 });
             }
-            IssueOutcome::Locked { retry_at } => {
-                return Err(RequestCodeError::Locked {
+            IssueOutcome::ClientLimited { retry_at } => {
+                return Err(RequestCodeError::ClientLimited {
                     retry_after: wait_until(retry_at, now),
                 });
             }
@@ -590,6 +661,12 @@ impl ReferralService {
                 });
             }
         };
+        let code = if code_length == code.length() {
+            code
+        } else {
+            step_up_code
+        };
+        let code_length = code.length();
         let sms = OtpSms {
             to: *phone,
             code,
@@ -609,6 +686,7 @@ impl ReferralService {
             } else {
                 Duration::ZERO
             },
+            code_length,
         })
     }
 
@@ -616,8 +694,8 @@ impl ReferralService {
     /// and invite code. A code verifies once.
     ///
     /// # Errors
-    /// [`VerifyError`]: a wrong, missing, expired or burned code, a locked
-    /// phone, or the store.
+    /// [`VerifyError`]: a wrong, missing, expired or burned code, or the
+    /// store.
     pub async fn verify_code(
         &self,
         phone: &PhoneNumber,
@@ -645,11 +723,6 @@ impl ReferralService {
                 let resend_at = issued_at + delta(policy.resend_cooldown);
                 return Err(VerifyError::CodeBurned {
                     retry_after: wait_until(resend_at, now),
-                });
-            }
-            VerifyOutcome::Locked { retry_at } => {
-                return Err(VerifyError::Locked {
-                    retry_after: wait_until(retry_at, now),
                 });
             }
         }

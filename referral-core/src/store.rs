@@ -23,12 +23,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::client::ClientAddress;
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::event::EventId;
 use crate::invite_code::InviteCode;
 use crate::money::Money;
-use crate::otp::{ChallengeId, OtpGuess, OtpHash, OtpPolicy};
+use crate::otp::{ChallengeId, OtpGuess, OtpHash, OtpLength, OtpPolicy};
 use crate::phone::PhoneNumber;
 use crate::reward::RewardId;
 use crate::user::{Profile, ReferralCursor, ReferralPage, User, UserId};
@@ -41,13 +42,19 @@ pub use rewards::{
     RewardStore,
 };
 
-/// A freshly drawn login code, as the store keeps it.
+/// A freshly drawn login code, as the store keeps it: two candidate codes,
+/// one of the policy's `length` and one of its `step_up_length`, of which the
+/// store keeps the one the phone's state calls for (inside the same atomic
+/// step that decides it) and the service sends that one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewChallenge {
-    /// Its id; the hash is bound to it.
+    /// Its id.
     pub id: ChallengeId,
-    /// The keyed hash of the code.
+    /// The keyed hash of the code of `policy.length` digits.
     pub hash: OtpHash,
+    /// The keyed hash of the code of `policy.step_up_length` digits, kept
+    /// instead when the phone is stepped up.
+    pub step_up_hash: OtpHash,
     /// When it was issued (the caller's `now`).
     pub issued_at: DateTime<Utc>,
     /// When it stops verifying.
@@ -65,6 +72,10 @@ pub enum IssueOutcome {
     Issued {
         /// When the next code may be sent.
         next_send_at: DateTime<Utc>,
+        /// The digits of the code kept: `policy.length`, or
+        /// `policy.step_up_length` for a stepped-up phone (whose
+        /// [`NewChallenge::step_up_hash`] was kept).
+        code_length: OtpLength,
     },
     /// The previous charged send is younger than the resend cooldown.
     Cooldown {
@@ -76,10 +87,10 @@ pub enum IssueOutcome {
         /// When the oldest of them leaves the window.
         retry_at: DateTime<Utc>,
     },
-    /// The phone had `max_failures_per_window` wrong guesses in the failure
-    /// window and is locked.
-    Locked {
-        /// When enough of them leave the window.
+    /// The client address had `max_sends_per_client_per_window` charged
+    /// sends in the send window.
+    ClientLimited {
+        /// When the oldest of them leaves the window.
         retry_at: DateTime<Utc>,
     },
     /// All phones together had `max_global_sends_per_window` charged sends in
@@ -98,7 +109,8 @@ pub enum VerifyOutcome {
     /// The guess was right; the challenge is consumed and verifies never again.
     Verified,
     /// The guess was wrong; it was counted against the challenge and the phone.
-    /// At 0 attempts left the challenge is burned.
+    /// At 0 attempts left the challenge is burned (also when this guess
+    /// stepped the phone up).
     Mismatch {
         /// Wrong guesses the challenge still takes before it burns.
         attempts_left: u32,
@@ -112,36 +124,49 @@ pub enum VerifyOutcome {
     Expired,
     /// The phone has no challenge, or it was consumed or revoked; nothing counted.
     NoChallenge,
-    /// The phone is locked by its wrong guesses; nothing counted, the guess
-    /// was not even checked.
-    Locked {
-        /// When enough wrong guesses leave the failure window.
-        retry_at: DateTime<Utc>,
-    },
 }
 
-/// Stores login-code challenges and the per-phone counters that limit them.
+/// Stores login-code challenges and the per-phone and per-client counters
+/// that limit them.
 ///
 /// Implementations MUST make each method one atomic step with respect to every
-/// other call on the same phone, from any process sharing the store.
+/// other call on the same phone (and, for [`issue_otp`](Self::issue_otp), the
+/// same client), from any process sharing the store.
+///
+/// A phone is *stepped up* while its wrong guesses in
+/// `(now - failure_window, now]` are at least `max_failures_per_window`.
+///
+/// **Bounded state**: a store MUST NOT keep a phone's or a client's records
+/// for ever. Once every window of the policy has passed over them (the live
+/// code expired at least `send_window` ago, no send in the send window or the
+/// cooldown, no wrong guess in the failure window), they MUST be dropped
+/// without waiting for the phone or client to come back, at a cost per call
+/// that does not grow with the number of records (no full scan on the request
+/// path). A dropped phone's verify answers [`VerifyOutcome::NoChallenge`]
+/// where it would have answered [`VerifyOutcome::Expired`].
 #[async_trait]
 pub trait OtpStore: Send + Sync + 'static {
-    /// Stores `challenge` as the phone's only live code, if the phone's limits
-    /// allow one more send; charges the send when it does.
+    /// Stores `challenge` as the phone's only live code, if the phone's and
+    /// the client's limits allow one more send; charges the send when it does.
     ///
     /// In one atomic step, checking in this order:
-    /// 1. wrong guesses in `(now - failure_window, now]` ≥
-    ///    `max_failures_per_window` → [`IssueOutcome::Locked`];
-    /// 2. the latest charged send is after `now - resend_cooldown` →
+    /// 1. the latest charged send is after `now - resend_cooldown` →
     ///    [`IssueOutcome::Cooldown`];
-    /// 3. charged sends in `(now - send_window, now]` ≥ `max_sends_per_window`
+    /// 2. charged sends in `(now - send_window, now]` ≥ `max_sends_per_window`
     ///    → [`IssueOutcome::TooManySends`];
+    /// 3. if `client` is given and `max_sends_per_client_per_window` is set:
+    ///    charged sends of that client (any phones) in
+    ///    `(now - send_window, now]` ≥ it → [`IssueOutcome::ClientLimited`]
+    ///    (concurrent calls for different phones MUST NOT pass it);
     /// 4. if `max_global_sends_per_window` is set: charged sends of ALL phones
     ///    in `(now - send_window, now]` ≥ it → [`IssueOutcome::BudgetSpent`]
     ///    (concurrent calls for different phones MUST NOT overspend it);
-    /// 5. otherwise record a charged send for `challenge.id` at `now`, make
-    ///    `challenge` the phone's live code (the previous one stops verifying)
-    ///    with 0 wrong guesses, and return [`IssueOutcome::Issued`].
+    /// 5. otherwise record a charged send for `challenge.id` at `now` (for the
+    ///    phone, the client and the budget), make the challenge the phone's
+    ///    live code (the previous one stops verifying) with 0 wrong guesses,
+    ///    keeping [`NewChallenge::step_up_hash`] if the phone is stepped up
+    ///    and [`NewChallenge::hash`] otherwise, and return
+    ///    [`IssueOutcome::Issued`] with that code's length.
     ///
     /// Nothing changes on the first four outcomes.
     ///
@@ -151,6 +176,7 @@ pub trait OtpStore: Send + Sync + 'static {
         &self,
         phone: &PhoneNumber,
         challenge: &NewChallenge,
+        client: Option<&ClientAddress>,
         policy: &OtpPolicy,
         now: DateTime<Utc>,
     ) -> Result<IssueOutcome, StoreError>;
@@ -158,7 +184,7 @@ pub trait OtpStore: Send + Sync + 'static {
     /// Undoes the send of `challenge` after the SMS could not be sent: if it is
     /// still the phone's live code it stops verifying, and its send is no
     /// longer charged (neither cooldown, send window nor global budget count
-    /// it). Idempotent;
+    /// it, nor the client's limit). Idempotent;
     /// a no-op for an unknown or replaced challenge (except that its send is
     /// uncharged).
     ///
@@ -172,19 +198,23 @@ pub trait OtpStore: Send + Sync + 'static {
 
     /// Checks `guess` against the phone's live code and counts the result, in
     /// one atomic step, checking in this order:
-    /// 1. wrong guesses in `(now - failure_window, now]` ≥
-    ///    `max_failures_per_window` → [`VerifyOutcome::Locked`];
-    /// 2. no live challenge (none, consumed, revoked) →
+    /// 1. no live challenge (none, consumed, revoked) →
     ///    [`VerifyOutcome::NoChallenge`];
-    /// 3. `max_attempts` wrong guesses taken → [`VerifyOutcome::Burned`];
-    /// 4. `now >= expires_at` → [`VerifyOutcome::Expired`];
-    /// 5. `guess.matches(hash)` → consume the challenge,
+    /// 2. `max_attempts` wrong guesses taken, or the phone is stepped up and
+    ///    the challenge is shorter than `step_up_length` →
+    ///    [`VerifyOutcome::Burned`];
+    /// 3. `now >= expires_at` → [`VerifyOutcome::Expired`];
+    /// 4. `guess.matches(hash)` → consume the challenge,
     ///    [`VerifyOutcome::Verified`];
-    /// 6. otherwise count one wrong guess on the challenge and one for the
-    ///    phone at `now`, [`VerifyOutcome::Mismatch`].
+    /// 5. otherwise count one wrong guess on the challenge and one for the
+    ///    phone at `now`; if that steps the phone up, burn the challenge (it
+    ///    takes no more guesses, right or wrong);
+    ///    [`VerifyOutcome::Mismatch`].
     ///
     /// Of any number of concurrent calls with the right code, exactly one
-    /// returns `Verified`. No wrong guess may go uncounted under concurrency.
+    /// returns `Verified`. No wrong guess may go uncounted under concurrency,
+    /// and no code shorter than `step_up_length` verifies once the phone is
+    /// stepped up.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
@@ -430,10 +460,11 @@ macro_rules! forward_stores {
                 &self,
                 phone: &PhoneNumber,
                 challenge: &NewChallenge,
+                client: Option<&ClientAddress>,
                 policy: &OtpPolicy,
                 now: DateTime<Utc>,
             ) -> Result<IssueOutcome, StoreError> {
-                (**self).issue_otp(phone, challenge, policy, now).await
+                (**self).issue_otp(phone, challenge, client, policy, now).await
             }
 
             async fn revoke_otp(

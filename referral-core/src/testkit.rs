@@ -32,6 +32,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::Barrier;
 
+use crate::client::ClientAddress;
 use crate::clock::{Clock, TestClock};
 use crate::event::{EventId, EventKind};
 use crate::invite_code::InviteCode;
@@ -66,7 +67,10 @@ macro_rules! store_conformance_tests {
             otp_new_code_replaces_previous,
             otp_resend_cooldown,
             otp_send_cap_per_window,
-            otp_failures_lock_the_phone_across_codes,
+            otp_failures_step_the_phone_up_across_codes,
+            otp_step_up_burns_a_partly_guessed_code,
+            otp_owner_logs_in_through_a_daily_attack,
+            otp_client_send_limit,
             otp_sms_failure_leaves_no_code_and_no_charge,
             otp_revoke_of_replaced_challenge_keeps_live_one,
             otp_no_code_for_unknown_phone,
@@ -98,6 +102,8 @@ macro_rules! store_conformance_tests {
             race_registrations_never_share_a_code,
             race_unknown_codes_limit_exact,
             race_global_send_budget_exact,
+            race_guesses_across_the_step_up_boundary,
+            race_client_send_limit_exact,
         );
     };
 }
@@ -464,14 +470,18 @@ pub mod cases {
             .expect("the window freed a place");
     }
 
-    /// `max_failures_per_window` wrong guesses across codes lock the phone for
-    /// both sending and verifying, until the window frees.
-    pub async fn otp_failures_lock_the_phone_across_codes<S: KitStore>(store: S) {
+    /// `max_failures_per_window` wrong guesses across codes step the phone
+    /// up, never lock it: the live code is burned, every code sent until the
+    /// window frees has `step_up_length` digits and logs in, wrong guesses at
+    /// it still count and burn it; then codes are short again.
+    pub async fn otp_failures_step_the_phone_up_across_codes<S: KitStore>(store: S) {
         let h = Harness::new(store);
         let phone = h.phone();
         let start = h.now();
+        let mut last = None;
         for round in 0..2 {
             let code = h.send_code(&phone).await;
+            assert_eq!(code.length().get(), 4, "round {round}");
             let wrong = h.wrong(&code);
             for _ in 0..5 {
                 let r = h.service.verify_code(&phone, &wrong).await;
@@ -480,33 +490,174 @@ pub mod cases {
                     "round {round}: {r:?}"
                 );
             }
+            last = Some(code);
             h.advance_secs(60);
         }
-        // Ten wrong guesses in the window: locked, even for the right code.
-        let r = h.service.request_code(&phone).await;
-        assert!(matches!(r, Err(RequestCodeError::Locked { .. })), "{r:?}");
-        let r = h
+        // Ten wrong guesses in the window: the last short code stays burned.
+        let r = h.service.verify_code(&phone, &last.expect("sent")).await;
+        assert!(matches!(r, Err(VerifyError::CodeBurned { .. })), "{r:?}");
+        // The next code is long: a 4-digit guess never matches it, and its
+        // wrong guesses count and burn it as before.
+        let sent = h
             .service
-            .verify_code(
-                &phone,
-                &OtpCode::parse("1234", Default::default()).expect("code"),
-            )
-            .await;
-        assert!(matches!(r, Err(VerifyError::Locked { .. })), "{r:?}");
-        // The first guess was at `start`: the lock ends 24 h later.
-        h.clock
-            .set(start + TimeDelta::hours(24) - TimeDelta::seconds(1));
-        let r = h.service.request_code(&phone).await;
+            .request_code(&phone)
+            .await
+            .expect("stepped up, not locked");
+        assert_eq!(sent.code_length.get(), 8);
+        let code = h.sms.latest(&phone).expect("sent").code;
+        assert_eq!(code.length().get(), 8);
+        let short = OtpCode::parse(&code.expose()[..4], Default::default()).expect("code");
+        let r = h.service.verify_code(&phone, &short).await;
         assert!(
-            matches!(r, Err(RequestCodeError::Locked { retry_after }) if retry_after == Duration::from_secs(1)),
+            matches!(r, Err(VerifyError::WrongCode { attempts_left: 4 })),
             "{r:?}"
         );
-        h.clock.set(start + TimeDelta::hours(24));
+        for left in (0..4).rev() {
+            let r = h.service.verify_code(&phone, &h.wrong(&code)).await;
+            assert!(
+                matches!(r, Err(VerifyError::WrongCode { attempts_left }) if attempts_left == left),
+                "{r:?}"
+            );
+        }
+        let r = h.service.verify_code(&phone, &code).await;
+        assert!(matches!(r, Err(VerifyError::CodeBurned { .. })), "{r:?}");
+        // The owner, reading the SMS, logs in with a long code.
+        h.advance_secs(60);
         let code = h.send_code(&phone).await;
+        assert_eq!(code.length().get(), 8);
         h.service
             .verify_code(&phone, &code)
             .await
-            .expect("unlocked");
+            .expect("the owner logs in while stepped up");
+        // The 15 wrong guesses were at start, start + 60 s and start + 120 s
+        // (5 each): ten are still in the window at start + 24 h + 59 s, none
+        // at start + 24 h + 120 s.
+        h.clock
+            .set(start + TimeDelta::hours(24) + TimeDelta::seconds(59));
+        assert_eq!(h.send_code(&phone).await.length().get(), 8);
+        h.clock
+            .set(start + TimeDelta::hours(24) + TimeDelta::seconds(120));
+        let sent = h.service.request_code(&phone).await.expect("sent");
+        assert_eq!(
+            sent.code_length.get(),
+            4,
+            "the window freed: short codes again"
+        );
+        let code = h.sms.latest(&phone).expect("sent").code;
+        h.service.verify_code(&phone, &code).await.expect("logs in");
+    }
+
+    /// The wrong guess that steps a phone up burns the live code even when
+    /// that code itself has attempts left: no short code verifies after it.
+    pub async fn otp_step_up_burns_a_partly_guessed_code<S: KitStore>(store: S) {
+        let h = Harness::new(store);
+        let phone = h.phone();
+        // 4 + 4 wrong guesses over two codes, then 2 at a third: ten in all,
+        // with the third code at 3 attempts left.
+        for guesses in [4, 4, 2] {
+            let code = h.send_code(&phone).await;
+            for _ in 0..guesses {
+                let r = h.service.verify_code(&phone, &h.wrong(&code)).await;
+                assert!(matches!(r, Err(VerifyError::WrongCode { .. })), "{r:?}");
+            }
+            if guesses == 2 {
+                let r = h.service.verify_code(&phone, &code).await;
+                assert!(
+                    matches!(r, Err(VerifyError::CodeBurned { .. })),
+                    "the short code died with the step-up: {r:?}"
+                );
+            }
+            h.advance_secs(60);
+        }
+        assert_eq!(h.send_code(&phone).await.length().get(), 8);
+    }
+
+    /// An attacker who knows the phone spends its failure budget every day
+    /// (and asks for codes to keep the owner's SMS coming); the owner logs in
+    /// every time, with the code the SMS brings.
+    pub async fn otp_owner_logs_in_through_a_daily_attack<S: KitStore>(store: S) {
+        let h = Harness::new(store);
+        let phone = h.phone();
+        let mut owner = None;
+        for day in 0..3 {
+            // The attacker: codes sent, 12 wrong guesses (the last ones find
+            // the codes burned), as fast as the limits allow.
+            for _ in 0..3 {
+                let Ok(_) = h.service.request_code(&phone).await else {
+                    break;
+                };
+                let code = h.sms.latest(&phone).expect("sent").code;
+                for _ in 0..4 {
+                    let _ = h.service.verify_code(&phone, &h.wrong(&code)).await;
+                }
+                h.advance_secs(60);
+            }
+            // The owner asks for a code and types what the SMS says.
+            let sent = h
+                .service
+                .request_code(&phone)
+                .await
+                .unwrap_or_else(|e| panic!("day {day}: the owner gets a code: {e:?}"));
+            assert_eq!(sent.code_length.get(), 8, "day {day}");
+            let code = h.sms.latest(&phone).expect("sent").code;
+            let login = h
+                .service
+                .verify_code(&phone, &code)
+                .await
+                .unwrap_or_else(|e| panic!("day {day}: the owner logs in: {e:?}"));
+            if let Some(first) = &owner {
+                assert_eq!(&login.user, first, "day {day}");
+            }
+            owner = Some(login.user);
+            h.advance_secs(24 * 3600 - 180);
+        }
+    }
+
+    /// Codes requested from one client address are limited per send window,
+    /// whatever the phones; IPv6 clients by their /64; a failed send gives
+    /// its place back; other clients and requests naming no client are not
+    /// affected.
+    pub async fn otp_client_send_limit<S: KitStore>(store: S) {
+        let mut config = Config::default();
+        config.otp.max_sends_per_client_per_window = Some(3);
+        let h = Harness::with_config(store, config);
+        let a: ClientAddress = "2001:db8:1:2::1".parse().expect("address");
+        let a_too: ClientAddress = "2001:db8:1:2:ffff::7".parse().expect("address");
+        let b: ClientAddress = "2001:db8:1:3::1".parse().expect("address");
+        let start = h.now();
+        h.sms.set_failing(true);
+        let r = h.service.request_code_from(&h.phone(), a).await;
+        assert!(matches!(r, Err(RequestCodeError::Sms(_))), "{r:?}");
+        h.sms.set_failing(false);
+        for client in [a, a_too, a] {
+            h.service
+                .request_code_from(&h.phone(), client)
+                .await
+                .expect("within the client's limit");
+            h.advance_secs(10);
+        }
+        let r = h.service.request_code_from(&h.phone(), a_too).await;
+        assert!(
+            matches!(r, Err(RequestCodeError::ClientLimited { retry_after }) if retry_after == Duration::from_secs(3600 - 30)),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.map(drop).err().and_then(|e| e.retry_after()),
+            Some(Duration::from_secs(3570))
+        );
+        h.service
+            .request_code_from(&h.phone(), b)
+            .await
+            .expect("another /64 is another client");
+        h.service
+            .request_code(&h.phone())
+            .await
+            .expect("no client named, no client limit");
+        h.clock.set(start + TimeDelta::hours(1));
+        h.service
+            .request_code_from(&h.phone(), a)
+            .await
+            .expect("the first send left the window");
     }
 
     /// When the SMS fails, the stored code stops verifying and the send is not
@@ -533,12 +684,13 @@ pub mod cases {
         let challenge = NewChallenge {
             id,
             hash: h.key.hash(&other, &code),
+            step_up_hash: h.key.hash(&other, &code),
             issued_at: h.now(),
             expires_at: h.now() + TimeDelta::seconds(300),
         };
         let out = h
             .store
-            .issue_otp(&other, &challenge, &policy(), h.now())
+            .issue_otp(&other, &challenge, None, &policy(), h.now())
             .await
             .expect("store");
         assert!(matches!(out, IssueOutcome::Issued { .. }), "{out:?}");
@@ -557,12 +709,11 @@ pub mod cases {
         let id2 = ChallengeId::generate(&rng);
         let again = NewChallenge {
             id: id2,
-            hash: h.key.hash(&other, &code),
             ..challenge
         };
         let out = h
             .store
-            .issue_otp(&other, &again, &policy(), h.now())
+            .issue_otp(&other, &again, None, &policy(), h.now())
             .await
             .expect("store");
         assert!(
@@ -583,12 +734,13 @@ pub mod cases {
             let c = NewChallenge {
                 id,
                 hash: h.key.hash(&phone, &code),
+                step_up_hash: h.key.hash(&phone, &code),
                 issued_at: h.now(),
                 expires_at: h.now() + TimeDelta::seconds(300),
             };
             let out = h
                 .store
-                .issue_otp(&phone, &c, &policy(), h.now())
+                .issue_otp(&phone, &c, None, &policy(), h.now())
                 .await
                 .expect("store");
             assert!(matches!(out, IssueOutcome::Issued { .. }), "{out:?}");
@@ -1326,15 +1478,16 @@ pub mod cases {
             .filter(|r| matches!(r, Err(VerifyError::CodeBurned { .. })))
             .count();
         assert_eq!((wrongs, burned), (5, 15), "{results:?}");
-        // Five failures counted for the phone: five more lock it.
+        // Five failures counted for the phone: five more step it up.
         h.advance_secs(60);
         let code = h.send_code(&phone).await;
+        assert_eq!(code.length().get(), 4);
         let wrong = h.wrong(&code);
         for _ in 0..5 {
             let _ = h.service.verify_code(&phone, &wrong).await;
         }
-        let r = h.service.verify_code(&phone, &code).await;
-        assert!(matches!(r, Err(VerifyError::Locked { .. })), "{r:?}");
+        h.advance_secs(60);
+        assert_eq!(h.send_code(&phone).await.length().get(), 8);
     }
 
     /// Concurrent code requests for one phone: exactly one is charged and sent.
@@ -1487,5 +1640,76 @@ pub mod cases {
             .filter(|r| matches!(r, ActivationOutcome::RateLimited { .. }))
             .count();
         assert_eq!((unknown, limited), (10, 10), "{results:?}");
+    }
+
+    /// Wrong guesses and the right short code racing across the step-up
+    /// boundary: the right code verifies only if it came before the guess
+    /// that stepped the phone up, never after it; and the next code is long.
+    pub async fn race_guesses_across_the_step_up_boundary<S: KitStore>(store: S) {
+        let h = Arc::new(Harness::new(store));
+        for round in rounds() {
+            let phone = h.phone();
+            // 4 + 4 wrong guesses: two short of the step-up.
+            for _ in 0..2 {
+                let code = h.send_code(&phone).await;
+                for _ in 0..4 {
+                    let _ = h.service.verify_code(&phone, &h.wrong(&code)).await;
+                }
+                h.advance_secs(60);
+            }
+            let code = h.send_code(&phone).await;
+            let wrong = h.wrong(&code);
+            let results = race(7, |i| {
+                let (h, guess) = (
+                    Arc::clone(&h),
+                    if i == 3 { code.clone() } else { wrong.clone() },
+                );
+                async move { h.service.verify_code(&phone, &guess).await }
+            })
+            .await;
+            let wrongs = results
+                .iter()
+                .filter(|r| matches!(r, Err(VerifyError::WrongCode { .. })))
+                .count();
+            let verified = results[3].is_ok();
+            // The 2nd wrong guess steps the phone up: at most 2 are counted
+            // while the code lives, and the right one wins only before it.
+            assert!(
+                wrongs <= 2 && (!verified || wrongs < 2),
+                "round {round}: {results:?}"
+            );
+            if !verified {
+                assert_eq!(wrongs, 2, "round {round}: {results:?}");
+                let r = h.service.verify_code(&phone, &code).await;
+                assert!(
+                    matches!(r, Err(VerifyError::CodeBurned { .. })),
+                    "round {round}: {r:?}"
+                );
+                h.advance_secs(60);
+                assert_eq!(h.send_code(&phone).await.length().get(), 8, "round {round}");
+            }
+            h.advance_secs(60);
+        }
+    }
+
+    /// Concurrent code requests from one client for different phones never
+    /// pass the client's limit.
+    pub async fn race_client_send_limit_exact<S: KitStore>(store: S) {
+        let mut config = Config::default();
+        config.otp.max_sends_per_client_per_window = Some(5);
+        let h = Arc::new(Harness::with_config(store, config));
+        let client: ClientAddress = "198.51.100.20".parse().expect("address");
+        let phones: Arc<Vec<PhoneNumber>> = Arc::new((0..20).map(|_| h.phone()).collect());
+        let results = race(20, |i| {
+            let (h, phones) = (Arc::clone(&h), Arc::clone(&phones));
+            async move { h.service.request_code_from(&phones[i], client).await }
+        })
+        .await;
+        let sent = results.iter().filter(|r| r.is_ok()).count();
+        let limited = results
+            .iter()
+            .filter(|r| matches!(r, Err(RequestCodeError::ClientLimited { .. })))
+            .count();
+        assert_eq!((sent, limited), (5, 15), "{results:?}");
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mockall::{Sequence, mock, predicate::always};
 use referral_core::event::{Event, EventId};
+use referral_core::otp::OtpLength;
 use referral_core::otp::{ChallengeId, OtpGuess};
 use referral_core::sms::{OtpSms, SmsError, SmsSender};
 use referral_core::store::{
@@ -15,8 +16,8 @@ use referral_core::store::{
     RegisterOutcome, VerifyOutcome,
 };
 use referral_core::{
-    ActivateError, Config, ConfigError, InviteCode, InvitePolicy, OtpCode, OtpKey, OtpPolicy,
-    PhoneNumber, Profile, ProfileError, ReferralCursor, ReferralPage, ReferralService,
+    ActivateError, ClientAddress, Config, ConfigError, InviteCode, InvitePolicy, OtpCode, OtpKey,
+    OtpPolicy, PhoneNumber, Profile, ProfileError, ReferralCursor, ReferralPage, ReferralService,
     RequestCodeError, SeededRandom, StoreError, TestClock, User, UserId, VerifyError,
 };
 
@@ -28,6 +29,7 @@ trait OtpCalls {
         &self,
         phone: PhoneNumber,
         challenge: NewChallenge,
+        client: Option<ClientAddress>,
         now: DateTime<Utc>,
     ) -> Result<IssueOutcome, StoreError>;
     fn revoke(&self, phone: PhoneNumber, challenge: ChallengeId) -> Result<(), StoreError>;
@@ -42,10 +44,11 @@ impl OtpStore for Otp {
         &self,
         phone: &PhoneNumber,
         challenge: &NewChallenge,
+        client: Option<&ClientAddress>,
         _: &OtpPolicy,
         now: DateTime<Utc>,
     ) -> Result<IssueOutcome, StoreError> {
-        self.0.issue(*phone, *challenge, now)
+        self.0.issue(*phone, *challenge, client.copied(), now)
     }
     async fn revoke_otp(
         &self,
@@ -149,7 +152,9 @@ impl NowForTests for TestClock {
 #[tokio::test]
 async fn request_code_store_down_sends_nothing() {
     let mut otp = MockOtpCalls::new();
-    otp.expect_issue().times(1).returning(|_, _, _| Err(down()));
+    otp.expect_issue()
+        .times(1)
+        .returning(|_, _, _, _| Err(down()));
     let mut sms = MockSms::new();
     sms.expect_send().times(0);
     let s = service(otp, MockUsers::new(), sms);
@@ -169,9 +174,12 @@ async fn request_code_sms_failure_revokes_that_challenge() {
     otp.expect_issue()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(move |_, c, now| {
+        .returning(move |_, c, _, now| {
             *seen.lock().unwrap() = Some(c.id);
-            Ok(IssueOutcome::Issued { next_send_at: now })
+            Ok(IssueOutcome::Issued {
+                next_send_at: now,
+                code_length: OtpLength::default(),
+            })
         });
     let mut sms = MockSms::new();
     sms.expect_send()
@@ -195,8 +203,12 @@ async fn request_code_sms_failure_revokes_that_challenge() {
 #[tokio::test]
 async fn request_code_sms_failure_then_store_down_is_a_store_error() {
     let mut otp = MockOtpCalls::new();
-    otp.expect_issue()
-        .returning(|_, _, now| Ok(IssueOutcome::Issued { next_send_at: now }));
+    otp.expect_issue().returning(|_, _, _, now| {
+        Ok(IssueOutcome::Issued {
+            next_send_at: now,
+            code_length: OtpLength::default(),
+        })
+    });
     otp.expect_revoke().times(1).returning(|_, _| Err(down()));
     let mut sms = MockSms::new();
     sms.expect_send().returning(|_| Err(SmsError::TimedOut));
@@ -210,13 +222,17 @@ async fn request_code_stores_only_the_keyed_hash_of_the_code_it_sends() {
     let stored = Arc::new(std::sync::Mutex::new(None));
     let mut otp = MockOtpCalls::new();
     let seen = Arc::clone(&stored);
-    otp.expect_issue().times(1).returning(move |_, c, now| {
-        assert_eq!(c.expires_at - c.issued_at, chrono::TimeDelta::seconds(300));
-        *seen.lock().unwrap() = Some(c);
-        Ok(IssueOutcome::Issued {
-            next_send_at: now + chrono::TimeDelta::seconds(60),
-        })
-    });
+    otp.expect_issue()
+        .times(1)
+        .returning(move |_, c, client, now| {
+            assert_eq!(c.expires_at - c.issued_at, chrono::TimeDelta::seconds(300));
+            assert_eq!(client, None, "request_code names no client");
+            *seen.lock().unwrap() = Some(c);
+            Ok(IssueOutcome::Issued {
+                next_send_at: now + chrono::TimeDelta::seconds(60),
+                code_length: OtpLength::default(),
+            })
+        });
     let key = OtpKey::from_bytes(&[9u8; 32]).unwrap();
     let mut sms = MockSms::new();
     let (seen, check_key) = (Arc::clone(&stored), key.clone());
@@ -224,6 +240,7 @@ async fn request_code_stores_only_the_keyed_hash_of_the_code_it_sends() {
         let c = seen.lock().unwrap().expect("stored before sending");
         assert_eq!(m.to, phone());
         assert_eq!(check_key.hash(&m.to, &m.code), c.hash);
+        assert_eq!(m.code.length().get(), 4);
         Ok(())
     });
     let s = ReferralService::builder_with(
@@ -239,6 +256,65 @@ async fn request_code_stores_only_the_keyed_hash_of_the_code_it_sends() {
     let sent = s.request_code(&phone()).await.unwrap();
     assert_eq!(sent.retry_after, Duration::from_secs(60));
     assert_eq!(sent.expires_in, Duration::from_secs(300));
+    assert_eq!(sent.code_length, OtpLength::default());
+}
+
+#[tokio::test]
+async fn request_code_sends_the_step_up_code_the_store_kept() {
+    let stored = Arc::new(std::sync::Mutex::new(None));
+    let client: ClientAddress = "2001:db8::5".parse().unwrap();
+    let mut otp = MockOtpCalls::new();
+    let seen = Arc::clone(&stored);
+    otp.expect_issue().times(1).returning(move |_, c, at, now| {
+        assert_eq!(at, Some("2001:db8::/64".parse().unwrap()));
+        assert_ne!(c.hash, c.step_up_hash);
+        *seen.lock().unwrap() = Some(c);
+        Ok(IssueOutcome::Issued {
+            next_send_at: now,
+            code_length: OtpLength::new(8).unwrap(),
+        })
+    });
+    let key = OtpKey::from_bytes(&[9u8; 32]).unwrap();
+    let mut sms = MockSms::new();
+    let (seen, check_key) = (Arc::clone(&stored), key.clone());
+    sms.expect_send().times(1).returning(move |m| {
+        let c = seen.lock().unwrap().expect("stored before sending");
+        assert_eq!(m.code.length().get(), 8);
+        assert_eq!(check_key.hash(&m.to, &m.code), c.step_up_hash);
+        Ok(())
+    });
+    let s = ReferralService::builder_with(
+        Arc::new(Otp(otp)),
+        Arc::new(MockUsers::new()),
+        Arc::new(sms),
+    )
+    .clock(Arc::new(TestClock::default()))
+    .random(Arc::new(SeededRandom::new(2)))
+    .otp_key(key)
+    .build()
+    .unwrap();
+    let sent = s.request_code_from(&phone(), client).await.unwrap();
+    assert_eq!(sent.code_length.get(), 8);
+}
+
+#[tokio::test]
+async fn request_code_client_limit_carries_retry_after() {
+    let now = TestClock::default().now_for_tests();
+    let mut otp = MockOtpCalls::new();
+    otp.expect_issue().times(1).returning(move |_, _, _, _| {
+        Ok(IssueOutcome::ClientLimited {
+            retry_at: now + chrono::TimeDelta::milliseconds(2500),
+        })
+    });
+    let mut sms = MockSms::new();
+    sms.expect_send().times(0);
+    let s = service(otp, MockUsers::new(), sms);
+    let r = s
+        .request_code_from(&phone(), "203.0.113.9".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(r, RequestCodeError::ClientLimited { .. }), "{r:?}");
+    assert_eq!(r.retry_after(), Some(Duration::from_secs(3)), "{r:?}");
 }
 
 #[tokio::test]
@@ -296,7 +372,7 @@ async fn verify_then_user_store_down_or_exhausted() {
 }
 
 #[tokio::test]
-async fn verify_locked_and_burned_carry_retry_after() {
+async fn verify_burned_carries_retry_after() {
     let now = TestClock::default().now_for_tests();
     let mut otp = MockOtpCalls::new();
     let mut seq = Sequence::new();
@@ -304,8 +380,8 @@ async fn verify_locked_and_burned_carry_retry_after() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(move |_, _| {
-            Ok(VerifyOutcome::Locked {
-                retry_at: now + chrono::TimeDelta::milliseconds(1500),
+            Ok(VerifyOutcome::Burned {
+                issued_at: now - chrono::TimeDelta::milliseconds(58_500),
             })
         });
     otp.expect_verify()
@@ -393,6 +469,34 @@ fn invalid_configs_are_refused() {
     .config(config)
     .build();
     assert_eq!(r.err(), Some(ConfigError::Duration("otp.ttl")));
+    for (config, want) in [
+        (
+            {
+                let mut c = Config::default();
+                c.otp.length = OtpLength::new(6).unwrap();
+                c.otp.step_up_length = OtpLength::new(5).unwrap();
+                c
+            },
+            ConfigError::StepUpShorter,
+        ),
+        (
+            {
+                let mut c = Config::default();
+                c.otp.max_sends_per_client_per_window = Some(0);
+                c
+            },
+            ConfigError::Zero("otp.max_sends_per_client_per_window"),
+        ),
+    ] {
+        let r = ReferralService::builder_with(
+            Arc::new(Otp(MockOtpCalls::new())),
+            Arc::new(MockUsers::new()),
+            Arc::new(MockSms::new()),
+        )
+        .config(config)
+        .build();
+        assert_eq!(r.err(), Some(want));
+    }
 }
 
 #[tokio::test]
@@ -525,8 +629,13 @@ async fn test_phone_stores_its_fixed_code_sends_no_sms_and_logs_a_warning() {
     let mut otp = MockOtpCalls::new();
     otp.expect_issue()
         .times(1)
-        .withf(move |p, c, _| *p == phone() && c.hash == expected)
-        .returning(|_, _, now| Ok(IssueOutcome::Issued { next_send_at: now }));
+        .withf(move |p, c, _, _| *p == phone() && c.hash == expected)
+        .returning(|_, _, _, now| {
+            Ok(IssueOutcome::Issued {
+                next_send_at: now,
+                code_length: OtpLength::default(),
+            })
+        });
     otp.expect_verify()
         .times(1)
         .returning(|_, _| Ok(VerifyOutcome::Verified));

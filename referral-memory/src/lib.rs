@@ -36,7 +36,7 @@ mod users;
 
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use otp::OTP_SHARDS;
+pub use otp::{OTP_SHARDS, PRUNE_PER_CALL};
 
 /// The in-memory store. Create one per process and share it behind an `Arc`.
 #[derive(Debug, Default)]

@@ -13,7 +13,8 @@ referral_core::operator_conformance_tests!(store);
 /// The login-code lifecycle as a state machine: random sequences of requests,
 /// right and wrong guesses and clock jumps, checked step by step against a
 /// model of the rules. No success after expiry, burn or use; no send past a
-/// limit; the phone locked exactly when the model says.
+/// limit; the phone stepped up (longer codes, the short one burned) exactly
+/// when the model says; its state forgotten once every window has passed.
 mod otp_state_machine {
     use std::sync::Arc;
     use std::time::Duration;
@@ -57,9 +58,25 @@ mod otp_state_machine {
             list.iter().filter(|t| **t > start).count()
         }
 
-        fn locked(&self, p: &OtpPolicy, now: DateTime<Utc>) -> bool {
+        fn stepped_up(&self, p: &OtpPolicy, now: DateTime<Utc>) -> bool {
             Self::within(&self.failures, now, p.failure_window)
                 >= p.max_failures_per_window as usize
+        }
+
+        /// When the store may forget the phone: every window has passed.
+        fn drop_at(&self, p: &OtpPolicy) -> Option<DateTime<Utc>> {
+            let d = |x: Duration| TimeDelta::from_std(x).unwrap();
+            let live = self
+                .live
+                .as_ref()
+                .filter(|l| !l.3)
+                .map(|l| l.1 + d(p.ttl) + d(p.send_window));
+            let send = self
+                .sends
+                .last()
+                .map(|t| *t + d(p.send_window.max(p.resend_cooldown)));
+            let failure = self.failures.last().map(|t| *t + d(p.failure_window));
+            [live, send, failure].into_iter().flatten().max()
         }
     }
 
@@ -76,20 +93,24 @@ mod otp_state_machine {
                 let mut m = Model::default();
                 for op in ops {
                     let now = h.now();
+                    if m.drop_at(&p).is_some_and(|at| at <= now) {
+                        m = Model::default();
+                    }
                     match op {
                         Op::Wait(s) => h.advance_secs(s),
                         Op::Request => {
                             let r = h.service.request_code(&phone).await;
                             let cooling = m.sends.last().is_some_and(|t| now - *t < TimeDelta::from_std(p.resend_cooldown).unwrap());
                             let capped = Model::within(&m.sends, now, p.send_window) >= p.max_sends_per_window as usize;
-                            if m.locked(&p, now) {
-                                assert!(matches!(r, Err(RequestCodeError::Locked { .. })), "{r:?}");
-                            } else if cooling {
+                            if cooling {
                                 assert!(matches!(r, Err(RequestCodeError::Cooldown { .. })), "{r:?}");
                             } else if capped {
                                 assert!(matches!(r, Err(RequestCodeError::TooManySends { .. })), "{r:?}");
                             } else {
-                                assert!(r.is_ok(), "{r:?}");
+                                let sent = r.unwrap();
+                                let want = if m.stepped_up(&p, now) { p.step_up_length } else { p.length };
+                                assert_eq!(sent.code_length, want);
+                                assert_eq!(h.sms.latest(&phone).unwrap().code.length(), want);
                                 m.sends.push(now);
                                 m.live = Some((h.sms.latest(&phone).unwrap().code, now, 0, false));
                             }
@@ -102,17 +123,14 @@ mod otp_state_machine {
                                 (None, _) => OtpCode::parse("0000", p.length).unwrap(),
                             };
                             let r = h.service.verify_code(&phone, &guess).await;
-                            if m.locked(&p, now) {
-                                assert!(matches!(r, Err(VerifyError::Locked { .. })), "{r:?}");
-                                continue;
-                            }
-                            let Some((_, issued, wrong, used)) = m.live.as_mut() else {
+                            let stepped = m.stepped_up(&p, now);
+                            let Some((code, issued, wrong, used)) = m.live.as_mut() else {
                                 assert!(matches!(r, Err(VerifyError::NoLiveCode)), "{r:?}");
                                 continue;
                             };
                             if *used {
                                 assert!(matches!(r, Err(VerifyError::NoLiveCode)), "used: {r:?}");
-                            } else if *wrong >= p.max_attempts {
+                            } else if *wrong >= p.max_attempts || (stepped && code.length() < p.step_up_length) {
                                 assert!(matches!(r, Err(VerifyError::CodeBurned { .. })), "burned: {r:?}");
                             } else if now - *issued >= TimeDelta::from_std(p.ttl).unwrap() {
                                 assert!(matches!(r, Err(VerifyError::Expired)), "expired: {r:?}");
@@ -121,6 +139,10 @@ mod otp_state_machine {
                                 *used = true;
                             } else {
                                 *wrong += 1;
+                                let failures = Model::within(&m.failures, now, p.failure_window) + 1;
+                                if !stepped && failures >= p.max_failures_per_window as usize {
+                                    *wrong = p.max_attempts;
+                                }
                                 let left = p.max_attempts - *wrong;
                                 assert!(matches!(r, Err(VerifyError::WrongCode { attempts_left }) if attempts_left == left), "{r:?}");
                                 m.failures.push(now);

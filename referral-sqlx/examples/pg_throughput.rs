@@ -152,11 +152,12 @@ async fn main() -> Result<(), Error> {
                 let challenge = NewChallenge {
                     id,
                     hash: key.hash(&p, &code),
+                    step_up_hash: key.hash(&p, &code),
                     issued_at: t0,
                     expires_at: t0 + TimeDelta::minutes(5),
                 };
                 match store
-                    .issue_otp(&p, &challenge, &OtpPolicy::default(), t0)
+                    .issue_otp(&p, &challenge, None, &OtpPolicy::default(), t0)
                     .await?
                 {
                     IssueOutcome::Issued { .. } => Ok(()),

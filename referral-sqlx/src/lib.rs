@@ -257,14 +257,17 @@ impl PgStore {
     }
 
     /// Deletes what no rule can use any more at `now`: expired login codes,
-    /// charged sends (per phone and for the global budget) older than the
+    /// charged sends (per phone, per client and for the global budget) older than the
     /// send window and the cooldown, wrong
     /// guesses older than the failure window, and unknown invite codes
     /// older than the invite failure window. Returns how many rows went.
     ///
     /// Every operation already prunes the rows of the phone or user it
-    /// touches; this catches phones and users never seen again. Run it now
-    /// and then (say hourly, from one process) in a long-running deployment.
+    /// touches, and every `issue_otp` deletes a few old rows of any phone or
+    /// client (through time indexes, never a table scan), so login-code
+    /// state stays bounded without this; it catches the rest at once (and
+    /// unknown invite codes of users never seen again). Run it now and then
+    /// (say hourly, from one process) in a long-running deployment.
     /// Safe to run while serving: it only deletes rows no answer depends on
     /// (a deleted expired code answers "no code" instead of "expired").
     /// It is one statement, so the statement timeout bounds it: for a large
@@ -294,10 +297,13 @@ impl PgStore {
                   WHERE at <= $1 - $5 * interval '1 microsecond' RETURNING 1),
              global AS (
                  DELETE FROM referral_otp_global_sends
+                  WHERE sent_at <= $1 - $2 * interval '1 microsecond' RETURNING 1),
+             clients AS (
+                 DELETE FROM referral_otp_client_sends
                   WHERE sent_at <= $1 - $2 * interval '1 microsecond' RETURNING 1)
              SELECT (SELECT count(*) FROM codes) + (SELECT count(*) FROM sends)
                   + (SELECT count(*) FROM failures) + (SELECT count(*) FROM invites)
-                  + (SELECT count(*) FROM global)",
+                  + (SELECT count(*) FROM global) + (SELECT count(*) FROM clients)",
                 )
                 .bind(now)
                 .bind(micros(otp.send_window))

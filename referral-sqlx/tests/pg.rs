@@ -24,8 +24,9 @@ use referral_core::store::{
 };
 use referral_core::testkit::race;
 use referral_core::{
-    BasisPoints, ConversionId, ConversionKind, ConversionUser, Currency, InviteCode, Money,
-    NewConversion, PhoneNumber, ReversalId, RewardId, RewardPolicy, StoreError, User, UserId,
+    BasisPoints, ClientAddress, ConversionId, ConversionKind, ConversionUser, Currency, InviteCode,
+    Money, NewConversion, PhoneNumber, ReversalId, RewardId, RewardPolicy, StoreError, User,
+    UserId,
 };
 use referral_sqlx::{MIGRATOR, PgStore};
 use sqlx::error::BoxDynError;
@@ -144,11 +145,23 @@ async fn upgrading_to_one_call_verify_asks_live_codes_again_without_charging() {
     let old = NewChallenge {
         id: ChallengeId::generate(&rng),
         hash: OtpHash::from_bytes([7; 32]),
+        step_up_hash: OtpHash::from_bytes([7; 32]),
         issued_at: t0(),
         expires_at: t0() + TimeDelta::seconds(300),
     };
-    let out = store.issue_otp(&p, &old, &policy, t0()).await.unwrap();
-    assert!(matches!(out, IssueOutcome::Issued { .. }), "{out:?}");
+    // The store of that time called migration 2's issue function.
+    let outcome: String = sqlx::query_scalar(
+        "SELECT outcome FROM referral_otp_issue($1, $2, $3, $4, $5, $4, 60000000, 3600000000, 5, 86400000000, 10, NULL)",
+    )
+    .bind(p.to_e164())
+    .bind(old.id.as_uuid())
+    .bind(&old.hash.as_bytes()[..])
+    .bind(old.issued_at)
+    .bind(old.expires_at)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(outcome, "issued");
 
     store.migrate().await.unwrap();
     let guess = OtpGuess::new(&key, &p, &code);
@@ -158,12 +171,19 @@ async fn upgrading_to_one_call_verify_asks_live_codes_again_without_charging() {
     let new = NewChallenge {
         id: ChallengeId::generate(&rng),
         hash: key.hash(&p, &code),
+        step_up_hash: key.hash(&p, &code),
         ..old
     };
-    let out = store.issue_otp(&p, &new, &policy, t0()).await.unwrap();
+    let out = store
+        .issue_otp(&p, &new, None, &policy, t0())
+        .await
+        .unwrap();
     assert!(matches!(out, IssueOutcome::Cooldown { .. }), "{out:?}");
     let later = t0() + TimeDelta::seconds(61);
-    let out = store.issue_otp(&p, &new, &policy, later).await.unwrap();
+    let out = store
+        .issue_otp(&p, &new, None, &policy, later)
+        .await
+        .unwrap();
     assert!(matches!(out, IssueOutcome::Issued { .. }), "{out:?}");
     let out = store.verify_otp(&p, &guess, &policy, later).await.unwrap();
     assert_eq!(out, VerifyOutcome::Verified);
@@ -195,7 +215,7 @@ async fn rule_functions_never_scan_whole_tables() {
         let p = phone(100 + i);
         let id = ChallengeId::generate(&rng);
         sqlx::query(
-            "SELECT * FROM referral_otp_issue($1, $2, $3, $4, $5, $4, 60000000, 3600000000, 5, $6, 10, 1000)",
+            "SELECT * FROM referral_otp_issue($1, $2, $3, $3, $4, $5, $4, $7, 60000000, 3600000000, 5, $6, 10, 30, 1000, 4, 8)",
         )
         .bind(p.to_e164())
         .bind(id.as_uuid())
@@ -203,10 +223,11 @@ async fn rule_functions_never_scan_whole_tables() {
         .bind(t0())
         .bind(t0() + TimeDelta::seconds(300))
         .bind(day)
+        .bind(format!("198.51.100.{i}"))
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-        sqlx::query("SELECT * FROM referral_otp_verify($1, $2, $3, 5, $4, 10)")
+        sqlx::query("SELECT * FROM referral_otp_verify($1, $2, $3, 5, $4, 10, 8)")
             .bind(p.to_e164())
             .bind(&[0u8; 32][..])
             .bind(t0())
@@ -403,11 +424,12 @@ async fn two_pools_racing_verify_one_code_once() {
         let challenge = NewChallenge {
             id,
             hash: key.hash(&p, &code),
+            step_up_hash: key.hash(&p, &code),
             issued_at: t0(),
             expires_at: t0() + TimeDelta::minutes(5),
         };
         let issued = stores[0]
-            .issue_otp(&p, &challenge, &policy, t0())
+            .issue_otp(&p, &challenge, None, &policy, t0())
             .await
             .unwrap();
         assert!(matches!(issued, IssueOutcome::Issued { .. }), "{issued:?}");
@@ -446,13 +468,14 @@ async fn two_pools_racing_verify_one_code_once() {
             let challenge = NewChallenge {
                 id,
                 hash: key.hash(&p, &code),
+                step_up_hash: key.hash(&p, &code),
                 issued_at: later,
                 expires_at: later + TimeDelta::minutes(5),
             };
             let policy = policy.clone();
             async move {
                 store
-                    .issue_otp(&p, &challenge, &policy, later)
+                    .issue_otp(&p, &challenge, None, &policy, later)
                     .await
                     .unwrap()
             }
@@ -882,6 +905,121 @@ async fn a_call_stuck_behind_a_lock_times_out_as_unavailable() {
     );
 }
 
+/// Rows of `referral_otp_codes`, `_sends`, `_failures` and `_client_sends`.
+async fn otp_rows(store: &PgStore) -> [i64; 4] {
+    let mut out = [0; 4];
+    for (i, table) in ["codes", "sends", "failures", "client_sends"]
+        .iter()
+        .enumerate()
+    {
+        out[i] = sqlx::query_scalar(&format!("SELECT count(*) FROM referral_otp_{table}"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    }
+    out
+}
+
+/// Rows of phones and clients never seen again are deleted a few per
+/// `issue_otp`, through the time indexes: never a sequential scan, at most 8
+/// rows of each table per call, and all of them after enough calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issues_prune_old_rows_of_other_phones_through_indexes() {
+    let _gate = SERVER.read().await;
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    // 200 long-dead phones and clients, written directly.
+    sqlx::query(
+        "WITH n AS (SELECT g, $1::timestamptz - interval '2 days' - g * interval '1 second' AS at
+                      FROM generate_series(1, 200) g),
+              codes AS (INSERT INTO referral_otp_codes
+                            (phone, challenge_id, code_hash, issued_at, expires_at, code_length)
+                        SELECT '+7950' || lpad(g::text, 7, '0'), gen_random_uuid(),
+                               decode(repeat('00', 32), 'hex'), at, at + interval '5 minutes', 4
+                          FROM n),
+              sends AS (INSERT INTO referral_otp_sends (phone, challenge_id, sent_at, client)
+                        SELECT '+7950' || lpad(g::text, 7, '0'), gen_random_uuid(), at, '10.1.0.' || g
+                          FROM n),
+              failures AS (INSERT INTO referral_otp_failures (phone, at)
+                           SELECT '+7950' || lpad(g::text, 7, '0'), at FROM n)
+         INSERT INTO referral_otp_client_sends (client, challenge_id, sent_at)
+         SELECT '10.1.0.' || g, gen_random_uuid(), at FROM n",
+    )
+    .bind(t0())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    assert_eq!(otp_rows(&store).await, [200, 200, 200, 200]);
+
+    // One transaction on one connection, as in
+    // rule_functions_never_scan_whole_tables; its own counting queries use
+    // the time indexes too, so any sequential scan is the store's.
+    const SEQ_SCANS: &str = "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables
+                              WHERE relname LIKE 'referral%' ORDER BY relname";
+    const OLD_ROWS: &str = "SELECT (SELECT count(*) FROM referral_otp_codes WHERE expires_at < $1),
+                                   (SELECT count(*) FROM referral_otp_sends WHERE sent_at < $1),
+                                   (SELECT count(*) FROM referral_otp_failures WHERE at < $1),
+                                   (SELECT count(*) FROM referral_otp_client_sends WHERE sent_at < $1)";
+    let key = OtpKey::from_bytes(&[1u8; 32]).unwrap();
+    let code = OtpCode::parse("1111", OtpLength::default()).unwrap();
+    let rng = SeededRandom::new(12);
+    let client: ClientAddress = "2001:db8::1".parse().unwrap();
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let before: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
+    let mut calls: i64 = 0;
+    loop {
+        let left: (i64, i64, i64, i64) = sqlx::query_as(OLD_ROWS)
+            .bind(t0() - TimeDelta::days(1))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        let expected = (200 - 8 * calls).max(0);
+        assert_eq!(
+            left,
+            (expected, expected, expected, expected),
+            "after {calls} issues: 8 old rows of each table go with each issue"
+        );
+        if expected == 0 {
+            break;
+        }
+        let p = phone(7000 + calls as u64);
+        let id = ChallengeId::generate(&rng);
+        // The store's own statement (referral-sqlx/src/otp.rs), on this
+        // transaction's connection.
+        sqlx::query(
+            "SELECT * FROM referral_otp_issue($1, $2, $3, $3, $4, $5, $4, $6, 60000000, 3600000000, 5, 86400000000, 10, 30, NULL, 4, 8)",
+        )
+        .bind(p.to_e164())
+        .bind(id.as_uuid())
+        .bind(&key.hash(&p, &code).as_bytes()[..])
+        .bind(t0())
+        .bind(t0() + TimeDelta::seconds(300))
+        .bind(client.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        calls += 1;
+    }
+    assert_eq!(calls, 25);
+    let after: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
+    let scans: Vec<(&str, i64)> = after
+        .iter()
+        .map(|(table, n)| {
+            let was = before.iter().find(|(t, _)| t == table).map_or(0, |b| b.1);
+            (table.as_str(), n - was)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert!(scans.is_empty(), "sequential scans: {scans:?}");
+    tx.rollback().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_forgets_only_what_no_rule_needs() {
     let _gate = SERVER.read().await;
@@ -900,23 +1038,23 @@ async fn purge_forgets_only_what_no_rule_needs() {
             NewChallenge {
                 id,
                 hash: key.hash(&p, &code),
+                step_up_hash: key.hash(&p, &code),
                 issued_at: at,
                 expires_at: at + TimeDelta::minutes(5),
             },
         )
     };
-    // An old phone: a code, a send and a wrong guess, two days ago.
+    // An old phone: a code, a send (charged to a client) and a wrong guess,
+    // two days ago.
     let old = t0() - TimeDelta::days(2);
+    let client: ClientAddress = "203.0.113.1".parse().unwrap();
     let (p_old, c_old) = issue(phone(1), old);
-    let _ = store.issue_otp(&p_old, &c_old, &policy, old).await.unwrap();
     let _ = store
-        .verify_otp(&p_old, &OtpGuess::new(&key, &p_old, &wrong), &policy, old)
+        .issue_otp(&p_old, &c_old, Some(&client), &policy, old)
         .await
         .unwrap();
-    // A fresh phone: a live code, just sent.
-    let (p_new, c_new) = issue(phone(2), t0());
     let _ = store
-        .issue_otp(&p_new, &c_new, &policy, t0())
+        .verify_otp(&p_old, &OtpGuess::new(&key, &p_old, &wrong), &policy, old)
         .await
         .unwrap();
     let user = register(&store, &rng, 3).await;
@@ -925,15 +1063,33 @@ async fn purge_forgets_only_what_no_rule_needs() {
         .activate_invite(user.id, &unknown, &InvitePolicy::default(), old)
         .await
         .unwrap();
+    assert_eq!(otp_rows(&store).await, [1, 1, 1, 1]);
+    let mut old_rows = store.pool().begin().await.unwrap();
+    // A fresh phone: a live code, just sent. Its issue deletes the old
+    // phone's code, send, wrong guess and client send on the way, except the
+    // rows another transaction holds (here: the old code, locked below).
+    sqlx::query("SELECT 1 FROM referral_otp_codes WHERE phone = $1 FOR UPDATE")
+        .bind(p_old.to_e164())
+        .execute(&mut *old_rows)
+        .await
+        .unwrap();
+    let (p_new, c_new) = issue(phone(2), t0());
+    let _ = store
+        .issue_otp(&p_new, &c_new, None, &policy, t0())
+        .await
+        .unwrap();
+    old_rows.rollback().await.unwrap();
+    assert_eq!(
+        otp_rows(&store).await,
+        [2, 1, 0, 0],
+        "codes, sends, failures, client sends: the old ones went with the issue but the locked code"
+    );
 
     let deleted = store
         .purge(&policy, &InvitePolicy::default(), t0())
         .await
         .unwrap();
-    assert_eq!(
-        deleted, 4,
-        "old code, send, wrong guess and unknown invite code"
-    );
+    assert_eq!(deleted, 2, "the old code and the unknown invite code");
     assert_eq!(
         store
             .purge(&policy, &InvitePolicy::default(), t0())
@@ -949,7 +1105,7 @@ async fn purge_forgets_only_what_no_rule_needs() {
     assert_eq!(outcome, VerifyOutcome::Verified);
     let (_, again) = issue(p_new, t0());
     let outcome = store
-        .issue_otp(&p_new, &again, &policy, t0())
+        .issue_otp(&p_new, &again, None, &policy, t0())
         .await
         .unwrap();
     assert!(

@@ -312,22 +312,24 @@ pub async fn code_works_once(ctx: Ctx) {
         .assert_error(401, Some("otp_invalid"));
 }
 
-/// 400 for a bad phone or a code of the wrong shape; 401 for a wrong code or
-/// none sent.
+/// 400 for a bad phone or a code that is not 4 to 8 digits; 401 for a wrong
+/// code (of any allowed length) or none sent.
 pub async fn verify_errors(ctx: Ctx) {
     let s = ctx.server(&[]).await;
     s.verify("nope", "1234")
         .await
         .assert_error(400, Some("invalid_phone"));
-    for bad in ["", "123", "12345", "12a4", "١٢٣٤", "abcd"] {
+    for bad in ["", "123", "123456789", "12a4", "١٢٣٤", "abcd"] {
         s.verify(&phone(1), bad)
             .await
             .assert_error(400, Some("invalid_code"));
     }
     // No code was sent.
-    s.verify(&phone(1), "1234")
-        .await
-        .assert_error(401, Some("otp_invalid"));
+    for guess in ["1234", "12345", "12345678"] {
+        s.verify(&phone(1), guess)
+            .await
+            .assert_error(401, Some("otp_invalid"));
+    }
     let code = s.send_code(&phone(1)).await;
     s.verify(&phone(1), &wrong_code(&code))
         .await
@@ -336,9 +338,12 @@ pub async fn verify_errors(ctx: Ctx) {
     assert_eq!(s.verify(&phone(1), &code).await.status, 200);
 
     let s6 = ctx.server(&[("REFERRAL_OTP_LENGTH", "6")]).await;
-    s6.verify(&phone(1), "1234")
+    s6.verify(&phone(1), "123")
         .await
         .assert_error(400, Some("invalid_code"));
+    s6.verify(&phone(1), "1234")
+        .await
+        .assert_error(401, Some("otp_invalid"));
     s6.verify(&phone(1), "123456")
         .await
         .assert_error(401, Some("otp_invalid"));
@@ -376,9 +381,11 @@ pub async fn code_burns_after_max_attempts(ctx: Ctx) {
     assert_eq!(s.verify(&phone(2), &other).await.status, 200);
 }
 
-/// Past `REFERRAL_OTP_MAX_FAILURES_PER_DAY` wrong guesses, both routes answer
-/// 429 for the phone, with a `Retry-After` up to a day.
-pub async fn phone_locks_after_daily_failures(ctx: Ctx) {
+/// Past `REFERRAL_OTP_MAX_FAILURES_PER_DAY` wrong guesses the phone is
+/// stepped up, not locked: the live code is burned (even with attempts
+/// left), and the next code has `REFERRAL_OTP_STEP_UP_LENGTH` digits and logs
+/// in. Other phones keep short codes.
+pub async fn phone_steps_up_after_daily_failures(ctx: Ctx) {
     let s = ctx
         .server(&[
             ("REFERRAL_OTP_MAX_ATTEMPTS", "2"),
@@ -393,7 +400,9 @@ pub async fn phone_locks_after_daily_failures(ctx: Ctx) {
             .assert_error(401, Some("otp_invalid"));
     }
     let code = s.send_code(&phone(1)).await;
-    // The third wrong guess answers 401 and counts; then the phone is locked.
+    assert_eq!(code.len(), 4);
+    // The third wrong guess answers 401 and counts; it steps the phone up and
+    // burns this code, which had an attempt left.
     s.verify(&phone(1), &wrong_code(&code))
         .await
         .assert_error(401, Some("otp_invalid"));
@@ -402,15 +411,13 @@ pub async fn phone_locks_after_daily_failures(ctx: Ctx) {
         .await
         .assert_error(429, Some("too_many_requests"))
         .expect("Retry-After");
-    assert!(secs > 3600 && secs <= 86_400, "{secs}");
-    let secs = s
-        .request_code(&phone(1))
-        .await
-        .assert_error(429, Some("too_many_requests"))
-        .expect("Retry-After");
-    assert!(secs > 3600 && secs <= 86_400, "{secs}");
-    // Other phones are free.
-    assert_eq!(s.request_code(&phone(2)).await.status, 202);
+    assert!(secs <= 60, "{secs}");
+    let long = s.send_code(&phone(1)).await;
+    assert_eq!(long.len(), 8, "stepped up");
+    let r = s.verify(&phone(1), &long).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // Other phones are free, with short codes.
+    assert_eq!(s.send_code(&phone(2)).await.len(), 4);
 }
 
 // ---------------------------------------------------------------- tokens

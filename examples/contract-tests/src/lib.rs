@@ -50,7 +50,7 @@ macro_rules! contract_tests {
                     request_code_invalid_phone, default_region, request_code_cooldown,
                     request_code_hourly_cap, new_code_replaces_previous, sms_unavailable,
                     request_timeout, verify_creates_then_logs_in, code_works_once, verify_errors,
-                    verify_expired, code_burns_after_max_attempts, phone_locks_after_daily_failures,
+                    verify_expired, code_burns_after_max_attempts, phone_steps_up_after_daily_failures,
                     unauthorized_tokens, token_of_unknown_user, activate_invite, referral_cycle,
                     invite_unknown_codes_limited, referrals_pagination, profile_lists_first_100,
                     dev_outbox, openapi_document, web_pages, json_conventions,

@@ -3,8 +3,9 @@
 //! TCP, where an HTTP client would refuse to send what an attacker can).
 //!
 //! Each case asserts the exact outcome its defence promises, so it fails when
-//! that defence is removed: e.g. without the per-phone daily lock the
-//! brute-force cases count more than 10 accepted guesses.
+//! that defence is removed: e.g. without the per-phone daily budget the
+//! brute-force cases count more than 10 accepted guesses at 4-digit codes,
+//! and without the burn at the step-up the right short code still logs in.
 
 use std::time::Duration;
 
@@ -61,32 +62,81 @@ fn assert_not_5xx_with_envelope(r: &Resp, what: &str) {
     }
 }
 
+/// Wrong guesses a server accepted (401 `otp_invalid`), by the length of
+/// the code they were at.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Taken {
+    /// At 4-digit codes.
+    short: u32,
+    /// At stepped-up (8-digit) codes.
+    long: u32,
+    /// How many 8-digit codes were sent.
+    long_codes: u32,
+}
+
+impl Taken {
+    /// Counts `accepted` guesses at `code`; no short code may follow a long
+    /// one (a stepped-up phone stays stepped up for the day).
+    #[track_caller]
+    fn add(&mut self, code: &str, accepted: u32) {
+        match code.len() {
+            4 => {
+                assert_eq!(self.long_codes, 0, "a 4-digit code after the step-up");
+                self.short += accepted;
+            }
+            8 => {
+                assert_eq!(
+                    self.short, DAILY_GUESSES,
+                    "stepped up before the budget was spent"
+                );
+                self.long += accepted;
+                self.long_codes += 1;
+            }
+            n => panic!("a code of {n} digits"),
+        }
+    }
+
+    /// The promise: exactly the daily budget at short codes, and each
+    /// stepped-up code takes its 5 attempts, no more.
+    #[track_caller]
+    fn assert_exact(&self) {
+        assert_eq!(
+            self.short, DAILY_GUESSES,
+            "guesses at 4-digit codes: {self:?}"
+        );
+        assert!(
+            self.long_codes >= 1,
+            "the phone was never stepped up: {self:?}"
+        );
+        assert_eq!(self.long, GUESSES_PER_CODE * self.long_codes, "{self:?}");
+    }
+}
+
 /// The brute-force attacker's best plan against one phone: send a code,
 /// guess it `plan[round]` times (6 once the plan runs out), send a new one,
-/// and so on, round-robin over `servers`, until the code route refuses.
-/// Returns the number of accepted guesses (401 `otp_invalid`) and the last
-/// code sent.
-async fn guess_serially(servers: &[&Server], victim: &str, plan: &[u32]) -> (u32, String) {
-    let mut guesses = 0;
-    let mut last = String::new();
+/// and so on, round-robin over `servers`, until the code route refuses (the
+/// phone's hourly cap). Returns the accepted guesses (401 `otp_invalid`).
+async fn guess_serially(servers: &[&Server], victim: &str, plan: &[u32]) -> Taken {
+    let mut taken = Taken::default();
     for round in 0..20 {
         let sender = servers[round % servers.len()];
         let r = sender.request_code(victim).await;
         if r.status == 429 {
             r.assert_error(429, Some("too_many_requests"));
-            return (guesses, last);
+            return taken;
         }
         assert_eq!(r.status, 202, "round {round}: {r:?}");
-        last = sender.outbox_code(victim).await;
+        let code = sender.outbox_code(victim).await;
         let per_code = plan.get(round).copied().unwrap_or(6);
-        for (i, guess) in wrong_guesses(&last).take(per_code as usize).enumerate() {
+        let mut accepted = 0;
+        for (i, guess) in wrong_guesses(&code).take(per_code as usize).enumerate() {
             let r = servers[(round + i) % servers.len()]
                 .verify(victim, &guess)
                 .await;
             match r.status {
                 401 => {
                     r.assert_error(401, Some("otp_invalid"));
-                    guesses += 1;
+                    accepted += 1;
                 }
                 429 => {
                     r.assert_error(429, Some("too_many_requests"));
@@ -95,26 +145,34 @@ async fn guess_serially(servers: &[&Server], victim: &str, plan: &[u32]) -> (u32
                 _ => panic!("round {round}, guess {i}: {r:?}"),
             }
         }
+        taken.add(&code, accepted);
+        // The code that took the last guess is burned, the right code too.
+        if accepted == GUESSES_PER_CODE || (taken.short == DAILY_GUESSES && code.len() == 4) {
+            sender
+                .verify(victim, &code)
+                .await
+                .assert_error(429, Some("too_many_requests"));
+        }
     }
-    panic!("the code route never refused {victim} after {guesses} accepted guesses");
+    panic!("the code route never refused {victim}: {taken:?}");
 }
 
 /// Bursts of 20 concurrent wrong guesses at each code (round-robin over
 /// `servers`), a new code after each burst, until the code route refuses.
-/// Returns the accepted guesses per burst and the last code sent.
-async fn guess_in_bursts(servers: &[&Server], victim: &str) -> (Vec<u32>, String) {
+/// Returns the accepted guesses per burst and in all.
+async fn guess_in_bursts(servers: &[&Server], victim: &str) -> (Vec<u32>, Taken) {
     let mut bursts = Vec::new();
-    let mut last = String::new();
-    for round in 0..5 {
+    let mut taken = Taken::default();
+    for round in 0..8 {
         let sender = servers[round % servers.len()];
         let r = sender.request_code(victim).await;
         if r.status == 429 {
             r.assert_error(429, Some("too_many_requests"));
-            return (bursts, last);
+            return (bursts, taken);
         }
         assert_eq!(r.status, 202, "round {round}: {r:?}");
-        last = sender.outbox_code(victim).await;
-        let answers = join_all(wrong_guesses(&last).take(20).enumerate().map(|(i, guess)| {
+        let code = sender.outbox_code(victim).await;
+        let answers = join_all(wrong_guesses(&code).take(20).enumerate().map(|(i, guess)| {
             let server = servers[i % servers.len()];
             async move { server.verify(victim, &guess).await }
         }))
@@ -128,30 +186,10 @@ async fn guess_in_bursts(servers: &[&Server], victim: &str) -> (Vec<u32>, String
                 r.assert_error(429, Some("too_many_requests"));
             }
         }
+        taken.add(&code, accepted);
         bursts.push(accepted);
     }
     panic!("the code route never refused {victim}: bursts {bursts:?}");
-}
-
-/// Asserts every route answers 429 for a locked phone on every server, the
-/// right code included, with a `Retry-After` of hours (the 24 h window).
-async fn assert_locked(servers: &[&Server], victim: &str, right_code: &str) {
-    for s in servers {
-        for r in [
-            s.verify(victim, right_code).await,
-            s.verify(
-                victim,
-                &wrong_guesses(right_code).next().unwrap_or_default(),
-            )
-            .await,
-            s.request_code(victim).await,
-        ] {
-            let secs = r
-                .assert_error(429, Some("too_many_requests"))
-                .unwrap_or_default();
-            assert!(secs > 3600 && secs <= 86_400, "locked for a day: {r:?}");
-        }
-    }
 }
 
 /// An answer with every header but `Date`, for byte-for-byte comparisons.
@@ -250,59 +288,113 @@ async fn assert_nothing_sent(s: &Server, phone: &str) {
 
 /// The default policy (only the resend cooldown off, so no waiting): however
 /// the guesses are spread over resent codes, a phone takes exactly 10 wrong
-/// guesses (each a 401 `otp_invalid`); then every route answers 429 for it,
-/// the right code too, while other phones are free.
+/// guesses at 4-digit codes (each a 401 `otp_invalid`); the guess that
+/// spends them burns the live code, and every later code has 8 digits and
+/// takes its 5 attempts, until the phone's hourly cap stops the sending.
+/// Other phones are free.
 pub async fn brute_force_budget_across_resends(ctx: Ctx) {
     let s = ctx
         .server(&[("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")])
         .await;
-    let victim = phone(1);
-    let (guesses, last) = guess_serially(&[&s], &victim, &[1, 2, 3]).await;
-    assert_eq!(guesses, DAILY_GUESSES, "accepted guesses for one phone");
-    assert_locked(&[&s], &victim, &last).await;
+    let taken = guess_serially(&[&s], &phone(1), &[1, 2, 3]).await;
+    taken.assert_exact();
+    assert_eq!(
+        taken.long_codes, 1,
+        "five sends an hour: four short, one long"
+    );
     // A code burns after 5: resending at the 5th guess does not help either.
-    let victim = phone(2);
-    let (guesses, last) = guess_serially(&[&s], &victim, &[5, 5, 5]).await;
-    assert_eq!(guesses, DAILY_GUESSES, "accepted guesses for one phone");
-    assert_locked(&[&s], &victim, &last).await;
+    let taken = guess_serially(&[&s], &phone(2), &[5, 5, 5]).await;
+    taken.assert_exact();
+    assert_eq!(taken.long_codes, 3);
     // Other phones are untouched.
     let user = s.login(&phone(3)).await;
     assert_eq!(user.phone, phone(3));
 }
 
 /// 20 concurrent wrong guesses at one code: exactly 5 are taken (the code's
-/// attempts), the rest 429; a resent code takes 5 more; then the phone is
-/// locked: 10 in all, however the requests race.
+/// attempts), the rest 429; a resent code takes 5 more and steps the phone
+/// up; later codes have 8 digits and take 5 each: 10 at short codes in all,
+/// however the requests race.
 pub async fn brute_force_concurrent_guesses(ctx: Ctx) {
     let s = ctx
         .server(&[("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")])
         .await;
-    let victim = phone(1);
-    let (bursts, last) = guess_in_bursts(&[&s], &victim).await;
-    assert_eq!(bursts, [GUESSES_PER_CODE, GUESSES_PER_CODE], "per burst");
-    assert_locked(&[&s], &victim, &last).await;
+    let (bursts, taken) = guess_in_bursts(&[&s], &phone(1)).await;
+    assert_eq!(bursts, [GUESSES_PER_CODE; 5], "per burst");
+    taken.assert_exact();
 }
 
 /// Two server processes on one database (same `REFERRAL_JWT_SECRET`): the
 /// guesses, serial or concurrent, spread over both still stop at 10 per
-/// phone, and both lock the phone.
+/// phone at short codes, and both step the phone up.
 pub async fn brute_force_two_servers(ctx: Ctx) {
     assert_eq!(ctx.backend(), Backend::Postgres);
     let db = ctx.fresh_store().await.expect("a database");
     let env = [("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")];
     let a = ctx.server_on(Some(&db), &env).await;
     let b = ctx.server_on(Some(&db), &env).await;
-    let victim = phone(1);
-    let (guesses, last) = guess_serially(&[&a, &b], &victim, &[1, 2, 3]).await;
-    assert_eq!(
-        guesses, DAILY_GUESSES,
-        "accepted guesses across two servers"
-    );
-    assert_locked(&[&a, &b], &victim, &last).await;
-    let victim = phone(2);
-    let (bursts, last) = guess_in_bursts(&[&a, &b], &victim).await;
-    assert_eq!(bursts, [GUESSES_PER_CODE, GUESSES_PER_CODE], "per burst");
-    assert_locked(&[&a, &b], &victim, &last).await;
+    let taken = guess_serially(&[&a, &b], &phone(1), &[1, 2, 3]).await;
+    taken.assert_exact();
+    let (bursts, taken) = guess_in_bursts(&[&a, &b], &phone(2)).await;
+    assert_eq!(bursts, [GUESSES_PER_CODE; 5], "per burst");
+    taken.assert_exact();
+}
+
+/// An attacker who knows the owner's phone spends its whole daily failure
+/// budget and keeps guessing; the owner, who reads the SMS, logs in every
+/// time, on one server or two, and the attacker's guesses keep counting.
+pub async fn attacker_who_knows_the_phone(ctx: Ctx) {
+    let db = match ctx.backend() {
+        Backend::Postgres => Some(ctx.fresh_store().await.expect("a database")),
+        _ => None,
+    };
+    let env = [("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")];
+    let a = ctx.server_on(db.as_deref(), &env).await;
+    let b = match &db {
+        Some(db) => Some(ctx.server_on(Some(db.as_str()), &env).await),
+        None => None,
+    };
+    let servers: Vec<&Server> = [Some(&a), b.as_ref()].into_iter().flatten().collect();
+    let owner = phone(7);
+    let mut user = None;
+    let mut sends = 0;
+    for round in 0..2 {
+        // The attacker: a code (the owner's phone buzzes), wrong guesses
+        // until it burns; twice in the first round (the budget is spent).
+        for _ in 0..(2 - round) {
+            let s = servers[sends % servers.len()];
+            assert_eq!(s.request_code(&owner).await.status, 202);
+            sends += 1;
+            let code = s.outbox_code(&owner).await;
+            for guess in wrong_guesses(&code).take(GUESSES_PER_CODE as usize) {
+                s.verify(&owner, &guess)
+                    .await
+                    .assert_error(401, Some("otp_invalid"));
+            }
+            s.verify(&owner, &code)
+                .await
+                .assert_error(429, Some("too_many_requests"));
+        }
+        // The owner asks for a code and types the SMS: 8 digits, and in.
+        let s = servers[sends % servers.len()];
+        let r = s.request_code(&owner).await;
+        assert_eq!(
+            r.status, 202,
+            "round {round}: the owner is not locked out: {r:?}"
+        );
+        sends += 1;
+        let code = s.outbox_code(&owner).await;
+        assert_eq!(code.len(), 8, "round {round}: stepped up");
+        let r = servers[(sends + 1) % servers.len()]
+            .verify(&owner, &code)
+            .await;
+        assert_eq!(r.status, 200, "round {round}: the owner logs in: {r:?}");
+        let id = r.body["profile"]["id"].clone();
+        if let Some(first) = &user {
+            assert_eq!(&id, first, "round {round}: the same account");
+        }
+        user = Some(id);
+    }
 }
 
 // ---------------------------------------------------------------- SMS pumping
