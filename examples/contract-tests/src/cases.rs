@@ -1281,3 +1281,267 @@ pub async fn store_outage(ctx: Ctx) {
         assert!(r.elapsed < Duration::from_secs(10), "{:?}", r.elapsed);
     }
 }
+
+// ---------------------------------------------------------------- SMS providers and test phones
+
+/// `REFERRAL_TEST_PHONES`: a listed phone gets its fixed code and no SMS,
+/// and that code still obeys request-first, single use, attempts and
+/// expiry; other phones are unaffected. (That every use is logged at WARN,
+/// never the code, is [`test_phones_logged`]: it reads a process's stderr.)
+pub async fn test_phones(ctx: Ctx) {
+    const FIXED: &str = "80917263";
+    let test = phone(900);
+    let list = format!("{test}:{FIXED}");
+    let s = ctx
+        .server(&[
+            ("REFERRAL_TEST_PHONES", list.as_str()),
+            ("REFERRAL_OTP_LENGTH", "8"),
+            ("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0"),
+            ("REFERRAL_OTP_MAX_ATTEMPTS", "3"),
+            ("REFERRAL_OTP_TTL_SECS", "2"),
+        ])
+        .await;
+    let outbox = |p: &str| format!("/api/dev/sms?phone={}", enc(p));
+    // Not usable before it is requested.
+    s.verify(&test, FIXED)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+    assert_eq!(s.request_code(&test).await.status, 202);
+    // No SMS: nothing in the dev outbox.
+    s.get(&outbox(&test))
+        .await
+        .assert_error(404, Some("not_found"));
+    let r = s.verify(&test, FIXED).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // Single use.
+    s.verify(&test, FIXED)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+    // Attempts.
+    assert_eq!(s.request_code(&test).await.status, 202);
+    for _ in 0..3 {
+        s.verify(&test, "13572468")
+            .await
+            .assert_error(401, Some("otp_invalid"));
+    }
+    s.verify(&test, FIXED)
+        .await
+        .assert_error(429, Some("too_many_requests"));
+    // Expiry.
+    assert_eq!(s.request_code(&test).await.status, 202);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    s.verify(&test, FIXED)
+        .await
+        .assert_error(401, Some("otp_expired"));
+    // Other phones: a (simulated) SMS with a random code; the fixed code
+    // does not log them in.
+    let other = phone(901);
+    let code = s.send_code(&other).await;
+    if code != FIXED {
+        s.verify(&other, FIXED)
+            .await
+            .assert_error(401, Some("otp_invalid"));
+    }
+    assert_eq!(s.verify(&other, &code).await.status, 200);
+}
+
+/// A server process with `REFERRAL_TEST_PHONES`: every use of a test phone
+/// (a code issued, a login) is logged at WARN, and the fixed code never is;
+/// a list the service refuses (a code of the wrong length) stops the start.
+pub async fn test_phones_logged(ctx: Ctx) {
+    const FIXED: &str = "80917263";
+    let test = phone(900);
+    let list = format!("{test}:{FIXED}");
+    let store = ctx.fresh_store().await;
+    let (s, logs) = ctx
+        .server_with_logs(
+            store.as_deref(),
+            &[
+                ("REFERRAL_TEST_PHONES", list.as_str()),
+                ("REFERRAL_OTP_LENGTH", "8"),
+                ("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0"),
+                ("RUST_LOG", "warn"),
+            ],
+        )
+        .await;
+    // Two codes issued, one login.
+    assert_eq!(s.request_code(&test).await.status, 202);
+    assert_eq!(s.request_code(&test).await.status, 202);
+    let r = s.verify(&test, FIXED).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // Other phones are not logged as test phones.
+    let other = phone(901);
+    let code = s.send_code(&other).await;
+    assert_eq!(s.verify(&other, &code).await.status, 200);
+    // The log lines are written as the requests are answered; give the
+    // stderr reader a moment.
+    let mut text = logs.text();
+    for _ in 0..50 {
+        if text.matches("test phone: ").count() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = logs.text();
+    }
+    let uses: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("test phone: "))
+        .collect();
+    assert_eq!(uses.len(), 3, "{text}");
+    assert!(uses.iter().all(|l| l.contains("WARN")), "{text}");
+    assert!(!text.contains(FIXED), "the fixed code was logged: {text}");
+    let code = ctx
+        .start_fails(&[
+            ("REFERRAL_TEST_PHONES", "+79990000900:1234"),
+            ("REFERRAL_OTP_LENGTH", "6"),
+        ])
+        .await;
+    assert_ne!(code, Some(0));
+}
+
+/// A gateway for the webhook provider: answers `status` to every `POST`.
+async fn gateway(status: u16) -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(status))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The webhook secret the suites give their servers.
+pub const WEBHOOK_SECRET: &str = "a webhook secret of the contract suite";
+
+/// The settings of a server sending through the webhook at `url`.
+#[must_use]
+pub fn webhook_env(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("REFERRAL_SMS_PROVIDER", "webhook".to_owned()),
+        ("REFERRAL_SMS_WEBHOOK_URL", url.to_owned()),
+        ("REFERRAL_SMS_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+    ]
+}
+
+/// `sha256=<hex HMAC-SHA256 of body under WEBHOOK_SECRET>` (API.md).
+fn sign(body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).expect("any key");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// The code in the last message `gateway` received for `phone`, after
+/// checking the request is the signed JSON API.md specifies.
+///
+/// # Panics
+/// When there is none, or it is malformed or badly signed.
+pub async fn gateway_code(gateway: &wiremock::MockServer, phone: &str) -> String {
+    let requests = gateway.received_requests().await.unwrap_or_default();
+    let r = requests
+        .iter()
+        .rev()
+        .find(|r| serde_json::from_slice::<Value>(&r.body).is_ok_and(|b| b["phone"] == phone))
+        .unwrap_or_else(|| panic!("no message for {phone} at the gateway"));
+    assert_eq!(
+        r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let signature = r.headers.get("x-signature").and_then(|v| v.to_str().ok());
+    assert_eq!(signature, Some(sign(&r.body).as_str()), "X-Signature");
+    let body: Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(
+        body.as_object().map(serde_json::Map::len),
+        Some(2),
+        "{body}"
+    );
+    let text = body["text"].as_str().expect("text");
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| (4..=8).contains(&w.len()))
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_owned()
+}
+
+/// With a real provider (the webhook, at a local gateway) the code goes to
+/// the provider, signed, and the dev outbox is off even with
+/// `REFERRAL_DEV_OUTBOX=1`; a gateway answering 400 is 503
+/// `sms_unavailable` and leaves no usable code.
+pub async fn real_provider(ctx: Ctx) {
+    let ok = gateway(200).await;
+    let mut env = webhook_env(&format!("{}/sms", ok.uri()));
+    env.push(("REFERRAL_DEV_OUTBOX", "1".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = ctx.server(&env).await;
+    assert_eq!(s.request_code(&phone(1)).await.status, 202);
+    s.get(&format!("/api/dev/sms?phone={}", enc(&phone(1))))
+        .await
+        .assert_error(404, Some("not_found"));
+    let code = gateway_code(&ok, &phone(1)).await;
+    assert_eq!(s.verify(&phone(1), &code).await.status, 200);
+
+    let refusing = gateway(400).await;
+    let env = webhook_env(&refusing.uri());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = ctx.server(&env).await;
+    s.request_code(&phone(2))
+        .await
+        .assert_error(503, Some("sms_unavailable"));
+    assert_eq!(
+        refusing.received_requests().await.unwrap_or_default().len(),
+        1,
+        "a 400 is not retried"
+    );
+    let code = gateway_code(&refusing, &phone(2)).await;
+    s.verify(&phone(2), &code)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+}
+
+/// A real provider with a setting missing refuses to start, naming the
+/// setting.
+pub async fn real_provider_setting_missing(ctx: Ctx) {
+    for (env, missing) in [
+        (
+            &[
+                ("REFERRAL_SMS_PROVIDER", "twilio"),
+                (
+                    "REFERRAL_TWILIO_ACCOUNT_SID",
+                    "AC0123456789abcdef0123456789abcdef",
+                ),
+                ("REFERRAL_TWILIO_FROM", "+15005550006"),
+            ][..],
+            "REFERRAL_TWILIO_AUTH_TOKEN",
+        ),
+        (
+            &[
+                ("REFERRAL_SMS_PROVIDER", "twilio"),
+                (
+                    "REFERRAL_TWILIO_ACCOUNT_SID",
+                    "AC0123456789abcdef0123456789abcdef",
+                ),
+                ("REFERRAL_TWILIO_AUTH_TOKEN", "token"),
+            ][..],
+            "REFERRAL_TWILIO_FROM",
+        ),
+        (
+            &[("REFERRAL_SMS_PROVIDER", "smsru")][..],
+            "REFERRAL_SMSRU_API_ID",
+        ),
+        (
+            &[
+                ("REFERRAL_SMS_PROVIDER", "webhook"),
+                ("REFERRAL_SMS_WEBHOOK_URL", "http://127.0.0.1:9/sms"),
+            ][..],
+            "REFERRAL_SMS_WEBHOOK_SECRET",
+        ),
+    ] {
+        let (code, stderr) = ctx.start_fails_output(env).await;
+        assert_ne!(code, Some(0), "{env:?}");
+        assert!(stderr.contains(missing), "{env:?}: {stderr}");
+    }
+}

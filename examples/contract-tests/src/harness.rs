@@ -198,6 +198,15 @@ impl Ctx {
     /// # Panics
     /// When the server starts listening, or does not exit within 30 s.
     pub async fn start_fails(&self, env: &[(&str, &str)]) -> Option<i32> {
+        self.start_fails_output(env).await.0
+    }
+
+    /// Like [`Ctx::start_fails`]; the exit code and what the server wrote
+    /// to stderr (its logs, e.g. the reason it refused).
+    ///
+    /// # Panics
+    /// When the server starts listening, or does not exit within 30 s.
+    pub async fn start_fails_output(&self, env: &[(&str, &str)]) -> (Option<i32>, String) {
         let mut cmd = Command::new(self.bin());
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
@@ -207,10 +216,11 @@ impl Ctx {
         }
         cmd.env("REFERRAL_LISTEN", "127.0.0.1:0")
             .env("REFERRAL_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
             .await
@@ -221,7 +231,10 @@ impl Ctx {
             !stdout.contains("listening on"),
             "the server with {env:?} started: {stdout}"
         );
-        out.status.code()
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// The binary of a [`Target::Binary`] context.

@@ -79,6 +79,73 @@ pub async fn sms_sender_hangs(fx: Fx) {
     }
 }
 
+/// The webhook provider pointed at a gateway that hangs, then fails, then
+/// recovers: while it hangs or fails, the code route answers 503
+/// `sms_unavailable` within the SMS timeout and the code the gateway saw
+/// does not log in (nothing is charged either: the same phones may ask
+/// again at once); once it recovers, codes are sent and log in.
+pub async fn sms_webhook_hangs_fails_recovers(fx: Fx) {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let gateway = MockServer::start().await;
+    let store = fx.ctx.fresh_store().await;
+    let mut env = referral_contract_tests::cases::webhook_env(&gateway.uri());
+    env.push(("REFERRAL_SMS_TIMEOUT_MS", "1000".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = fx.ctx.server_on(store.as_deref(), &env).await;
+
+    // It hangs: every request times out.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&gateway)
+        .await;
+    let hung = phone(1);
+    let r = s.request_code(&hung).await;
+    r.assert_error(503, Some("sms_unavailable"));
+    assert!(r.elapsed < Duration::from_millis(2500), "{:?}", r.elapsed);
+    let hung_code = referral_contract_tests::cases::gateway_code(&gateway, &hung).await;
+    s.verify(&hung, &hung_code)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+
+    // It fails: 500s, retried with one Idempotency-Key, then given up.
+    gateway.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&gateway)
+        .await;
+    let failed = phone(2);
+    let r = s.request_code(&failed).await;
+    r.assert_error(503, Some("sms_unavailable"));
+    assert!(r.elapsed < Duration::from_millis(2500), "{:?}", r.elapsed);
+    let requests = gateway.received_requests().await.unwrap_or_default();
+    assert!(requests.len() >= 2, "a 500 is retried: {}", requests.len());
+    let keys: HashSet<_> = requests
+        .iter()
+        .map(|r| r.headers.get("idempotency-key").cloned())
+        .collect();
+    assert_eq!(keys.len(), 1, "one send, one idempotency key: {keys:?}");
+    let failed_code = referral_contract_tests::cases::gateway_code(&gateway, &failed).await;
+    s.verify(&failed, &failed_code)
+        .await
+        .assert_error(401, Some("otp_invalid"));
+
+    // It recovers: the same phones may ask at once (nothing was charged).
+    gateway.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&gateway)
+        .await;
+    for p in [&hung, &failed, &phone(3)] {
+        let r = s.request_code(p).await;
+        assert_eq!(r.status, 202, "{r:?}");
+        let code = referral_contract_tests::cases::gateway_code(&gateway, p).await;
+        let r = s.verify(p, &code).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+}
+
 /// Every four-digit code that logs `phone` in (each tried once, 50 at a
 /// time); every other guess must be 401.
 async fn codes_that_verify(s: &Server, phone: &str) -> Vec<String> {
