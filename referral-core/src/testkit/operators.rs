@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Rewards run the worked example's policy without the cap
-//! ([`example_policy`](super::rewards::example_policy)), a 30-day hold.
+//! ([`example_policy`]), a 30-day hold.
 //!
 //! The races check the outbox: events are readable in the order their
 //! changes took effect, so a reward approved (or created, or an activation
