@@ -110,6 +110,7 @@ impl ApiBuilder {
     /// The [`Api`].
     #[must_use]
     pub fn build(self) -> Api {
+        let openapi = crate::openapi::json_for(self.service.config());
         Api {
             inner: Arc::new(Inner {
                 service: self.service,
@@ -117,7 +118,7 @@ impl ApiBuilder {
                 outbox: self.outbox,
                 limits: self.limits,
                 health_timeout: self.health_timeout,
-                openapi: crate::openapi::json(),
+                openapi,
             }),
         }
     }

@@ -10,6 +10,22 @@ use referral_core::{Profile, Referral, User};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// What the schema of a request's phone accepts: a `+`, then 7 to 15 ASCII
+/// digits (the first, the country code's, not 0) with spaces, dashes, dots
+/// and parentheses between them, at most 40 characters.
+///
+/// The server accepts a little more than the pattern says: surrounding
+/// whitespace (spaces at the end included) and, with a
+/// default region configured, national numbers without `+` (whose digit
+/// count depends on the region's calling code and trunk prefix, a rule a
+/// pattern cannot state). Every string the pattern matches is accepted.
+pub const PHONE_PATTERN: &str = r"^\+[ ().-]*[1-9](?:[ ().-]*[0-9]){6,14}(?:[ ().-]*[().-])?$";
+
+/// What the schema of a referrals cursor accepts: 32 base64url characters
+/// (24 bytes: activation time in microseconds and the user id), the first
+/// one restricted so the time is one chrono can represent.
+pub const CURSOR_PATTERN: &str = "^[A-Zabk-z0-9_-][A-Za-z0-9_-]{31}$";
+
 /// A timestamp as the API writes it: RFC 3339, UTC, `Z`.
 #[must_use]
 pub fn timestamp(at: DateTime<Utc>) -> String {
@@ -21,7 +37,12 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 #[schema(example = json!({"phone": "+79991234567"}))]
 pub struct CodeRequest {
     /// The phone, international (`+7 999 123-45-67`) or, with a default
-    /// region configured, national.
+    /// region configured, national. See [`PHONE_PATTERN`].
+    #[schema(
+        pattern = r"^\+[ ().-]*[1-9](?:[ ().-]*[0-9]){6,14}(?:[ ().-]*[().-])?$",
+        min_length = 8,
+        max_length = 40
+    )]
     pub phone: String,
 }
 
@@ -41,9 +62,16 @@ pub struct CodeSentResponse {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[schema(example = json!({"phone": "+79991234567", "code": "1234"}))]
 pub struct VerifyRequest {
-    /// The phone the code was sent to.
+    /// The phone the code was sent to. See [`PHONE_PATTERN`].
+    #[schema(
+        pattern = r"^\+[ ().-]*[1-9](?:[ ().-]*[0-9]){6,14}(?:[ ().-]*[().-])?$",
+        min_length = 8,
+        max_length = 40
+    )]
     pub phone: String,
-    /// The code from the SMS.
+    /// The code from the SMS: the configured number of digits (4 to 8; the
+    /// document an [`Api`](crate::Api) serves states the exact number).
+    #[schema(pattern = r"^[0-9]{4,8}$", min_length = 4, max_length = 8)]
     pub code: String,
 }
 
@@ -121,7 +149,10 @@ pub struct LoginResponse {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[schema(example = json!({"invite_code": "A7KQ2M"}))]
 pub struct InviteRequest {
-    /// Another user's invite code (case and surrounding spaces ignored).
+    /// Another user's invite code: 6 ASCII letters and digits, case
+    /// ignored (surrounding whitespace is also ignored, though the schema
+    /// does not list it).
+    #[schema(pattern = r"^[A-Za-z0-9]{6}$", min_length = 6, max_length = 6)]
     pub invite_code: String,
 }
 

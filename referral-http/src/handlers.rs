@@ -110,6 +110,7 @@ impl From<ApiError> for Reply {
         (status = 429, description = "`too_many_requests`: resend cooldown, hourly cap, or the phone is locked",
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "`sms_unavailable`: the sender failed, no usable code is left; `unavailable`: the store is down", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
 )]
 pub async fn request_code(api: &Api, body: CodeRequest) -> Result<Reply, ApiError> {
@@ -149,6 +150,7 @@ pub async fn request_code(api: &Api, body: CodeRequest) -> Result<Reply, ApiErro
         (status = 429, description = "`too_many_requests`: the code's attempts are spent, or the phone is locked",
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "`unavailable`", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
 )]
 pub async fn verify(api: &Api, body: VerifyRequest) -> Result<Reply, ApiError> {
@@ -179,6 +181,7 @@ pub async fn verify(api: &Api, body: VerifyRequest) -> Result<Reply, ApiError> {
         (status = 200, description = "The profile", body = ProfileResponse),
         (status = 401, description = "`unauthorized`: missing, malformed, expired or forged token", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
 )]
 pub async fn profile(api: &Api, user: UserId) -> Result<Reply, ApiError> {
@@ -208,6 +211,7 @@ pub async fn profile(api: &Api, user: UserId) -> Result<Reply, ApiError> {
         (status = 429, description = "`too_many_requests`: too many unknown codes",
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "`unavailable`", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
 )]
 pub async fn activate_invite(
@@ -231,13 +235,15 @@ pub async fn activate_invite(
     security(("bearer" = [])),
     params(
         ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)", minimum = 1, maximum = 500),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page: 32 base64url characters (see `CURSOR_PATTERN`)",
+            pattern = "^[A-Zabk-z0-9_-][A-Za-z0-9_-]{31}$", min_length = 32, max_length = 32),
     ),
     responses(
         (status = 200, description = "A page", body = ReferralsPage),
         (status = 400, description = "`invalid_limit`, `invalid_cursor`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
 )]
 pub async fn referrals(api: &Api, user: UserId, query: Option<&str>) -> Result<Reply, ApiError> {
@@ -275,11 +281,13 @@ pub async fn referrals(api: &Api, user: UserId, query: Option<&str>) -> Result<R
 /// written.
 #[utoipa::path(
     get, path = "/api/dev/sms", tag = "dev",
-    params(("phone" = String, Query, description = "The phone", example = "+79991234567")),
+    params(("phone" = String, Query, description = "The phone, as in `POST /api/auth/code` (see `PHONE_PATTERN`)", example = "+79991234567",
+        pattern = r"^\+[ ().-]*[1-9](?:[ ().-]*[0-9]){6,14}(?:[ ().-]*[().-])?$", min_length = 8, max_length = 40)),
     responses(
         (status = 200, description = "The latest code sent", body = DevSms),
         (status = 400, description = "`invalid_phone`", body = ErrorBody),
         (status = 404, description = "`not_found`: nothing was sent, or the outbox is off", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
 )]
 pub fn dev_sms(api: &Api, query: Option<&str>) -> Result<Reply, ApiError> {
@@ -306,6 +314,7 @@ pub fn dev_sms(api: &Api, query: Option<&str>) -> Result<Reply, ApiError> {
     responses(
         (status = 200, description = "`{\"status\": \"ok\"}`", body = Health),
         (status = 503, description = "`{\"status\": \"unavailable\"}`", body = Health),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
 )]
 pub async fn health(api: &Api) -> Reply {
@@ -329,7 +338,10 @@ pub async fn health(api: &Api) -> Reply {
 /// This document.
 #[utoipa::path(
     get, path = "/api/openapi.json", tag = "ops",
-    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
+    )
 )]
 pub fn openapi_json(api: &Api) -> Reply {
     Reply::raw_json(200, api.openapi_json().as_bytes().to_vec())

@@ -61,6 +61,35 @@ pub fn json() -> String {
         .unwrap_or_else(|_| "{}".to_owned())
 }
 
+/// The document for a service configured with `config`: the login code's
+/// schema states the configured number of digits (the static document says
+/// 4 to 8, any length a service may be configured with).
+#[must_use]
+pub fn json_for(config: &referral_core::Config) -> String {
+    let mut doc = document();
+    let digits = config.otp.length.get();
+    if let Some(Ok(code)) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("VerifyRequest"))
+        .map(|s| serde_json::to_value(&*s))
+    {
+        let mut code = code;
+        let field = &mut code["properties"]["code"];
+        if field.is_object() {
+            field["pattern"] = format!("^[0-9]{{{digits}}}$").into();
+            field["minLength"] = digits.into();
+            field["maxLength"] = digits.into();
+            if let Ok(schema) = serde_json::from_value(code) {
+                if let Some(c) = doc.components.as_mut() {
+                    c.schemas.insert("VerifyRequest".to_owned(), schema);
+                }
+            }
+        }
+    }
+    doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -97,5 +126,86 @@ mod tests {
             assert!(doc["paths"][path].is_object(), "{path}");
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    /// The patterns of the document are the ones the code names, and they
+    /// describe what the parsers of referral-core accept.
+    #[test]
+    fn patterns_match_the_parsers() {
+        use referral_core::{InviteCode, PhoneNumber, ReferralCursor};
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for s in ["CodeRequest", "VerifyRequest"] {
+            assert_eq!(
+                schemas[s]["properties"]["phone"]["pattern"],
+                crate::dto::PHONE_PATTERN,
+                "{s}"
+            );
+        }
+        let params = |path: &str| doc["paths"][path]["get"]["parameters"].clone();
+        let sms = params("/api/dev/sms");
+        assert_eq!(sms[0]["schema"]["pattern"], crate::dto::PHONE_PATTERN);
+        let page = params("/api/profile/referrals");
+        assert_eq!(page[1]["schema"]["pattern"], crate::dto::CURSOR_PATTERN);
+        assert_eq!(page[0]["schema"]["minimum"], 1);
+        assert_eq!(page[0]["schema"]["maximum"], 500);
+
+        let phone = regex_lite::Regex::new(crate::dto::PHONE_PATTERN).unwrap();
+        for ok in [
+            "+79991234567",
+            "+7 (999) 123-45-67",
+            "+1234567",
+            "+123456789012345",
+            "+7.999.123.45.67",
+            "+(7) 999 1234567-",
+        ] {
+            assert!(phone.is_match(ok), "{ok}");
+            assert!(PhoneNumber::parse(ok, None).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "+",
+            "+123456",
+            "+1234567890123456",
+            "+0999123456",
+            "79991234567",
+            "+7 999 123 45 67 ",
+            "+7ó9991234567",
+        ] {
+            assert!(!phone.is_match(bad), "{bad}");
+        }
+        let long = format!("+7{}9991234567", " ".repeat(40));
+        assert!(phone.is_match(&long) && PhoneNumber::parse(&long, None).is_err());
+
+        let cursor = regex_lite::Regex::new(crate::dto::CURSOR_PATTERN).unwrap();
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for first in alphabet.chars() {
+            for rest in ["A", "_", "z"] {
+                let c = format!("{first}{}", rest.repeat(31));
+                if cursor.is_match(&c) {
+                    assert!(ReferralCursor::parse(&c).is_ok(), "{c}");
+                }
+            }
+        }
+        assert!(!cursor.is_match(""));
+
+        let invite = regex_lite::Regex::new(
+            schemas["InviteRequest"]["properties"]["invite_code"]["pattern"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(invite.is_match("a7kq2M") && InviteCode::parse("a7kq2M").is_ok());
+        assert!(!invite.is_match("A7KQ2") && !invite.is_match("A7KQ2MM"));
+    }
+
+    #[test]
+    fn the_served_document_states_the_code_length() {
+        let mut config = referral_core::Config::default();
+        config.otp.length = referral_core::OtpLength::new(6).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&super::json_for(&config)).unwrap();
+        let code = &doc["components"]["schemas"]["VerifyRequest"]["properties"]["code"];
+        assert_eq!(code["pattern"], "^[0-9]{6}$");
+        assert_eq!(code["maxLength"], 6);
     }
 }
