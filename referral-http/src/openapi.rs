@@ -66,28 +66,17 @@ pub fn json() -> String {
 /// 4 to 8, any length a service may be configured with).
 #[must_use]
 pub fn json_for(config: &referral_core::Config) -> String {
-    let mut doc = document();
+    let Ok(mut doc) = serde_json::to_value(document()) else {
+        return json();
+    };
     let digits = config.otp.length.get();
-    if let Some(Ok(code)) = doc
-        .components
-        .as_mut()
-        .and_then(|c| c.schemas.get_mut("VerifyRequest"))
-        .map(|s| serde_json::to_value(&*s))
-    {
-        let mut code = code;
-        let field = &mut code["properties"]["code"];
-        if field.is_object() {
-            field["pattern"] = format!("^[0-9]{{{digits}}}$").into();
-            field["minLength"] = digits.into();
-            field["maxLength"] = digits.into();
-            if let Ok(schema) = serde_json::from_value(code) {
-                if let Some(c) = doc.components.as_mut() {
-                    c.schemas.insert("VerifyRequest".to_owned(), schema);
-                }
-            }
-        }
+    let code = &mut doc["components"]["schemas"]["VerifyRequest"]["properties"]["code"];
+    if code.is_object() {
+        code["pattern"] = format!("^[0-9]{{{digits}}}$").into();
+        code["minLength"] = digits.into();
+        code["maxLength"] = digits.into();
     }
-    doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| json())
 }
 
 struct BearerAuth;
