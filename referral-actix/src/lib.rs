@@ -40,14 +40,16 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, Resource, Responder, Route, guard, web};
-use referral_http::dto::{CodeRequest, InviteRequest, VerifyRequest};
+use referral_http::dto::{
+    CodeRequest, ConversionRequest, InviteRequest, PaidRequest, ReversalRequest, VerifyRequest,
+};
 use referral_http::handlers;
 use referral_http::referral_core::UserId;
 use serde::de::DeserializeOwned;
 
 pub use referral_http::{
     self, Api, ApiBuilder, ApiError, AuthError, Authenticator, Credentials, Headers, JwtAuth,
-    JwtSecret, Limits, Reply, referral_core,
+    JwtSecret, Limits, Reply, ServerCaller, referral_core,
 };
 
 pub mod middleware;
@@ -67,6 +69,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/profile", "GET, HEAD").route(get().to(profile)))
         .service(resource("/api/profile/invite", "POST").route(web::post().to(activate_invite)))
         .service(resource("/api/profile/referrals", "GET, HEAD").route(get().to(referrals)))
+        .service(resource("/api/profile/rewards", "GET, HEAD").route(get().to(rewards)))
+        .service(
+            resource("/api/server/conversions", "POST").route(web::post().to(record_conversion)),
+        )
+        .service(
+            resource("/api/server/conversions/{external_id}/reversals", "POST")
+                .route(web::post().to(reverse_conversion)),
+        )
+        .service(
+            resource("/api/server/rewards/{id}/paid", "POST")
+                .route(web::post().to(mark_reward_paid)),
+        )
         .service(resource("/api/dev/sms", "GET, HEAD").route(get().to(dev_sms)))
         .service(resource("/api/openapi.json", "GET, HEAD").route(get().to(openapi_json)))
         .service(resource("/health", "GET, HEAD").route(get().to(health)));
@@ -214,6 +228,24 @@ impl FromRequest for AuthUser {
     }
 }
 
+/// The host's backend on a `/api/server/*` route: the request carried one
+/// of the [`Api`]'s API keys (compared in constant time). Rejects with 401
+/// `unauthorized`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerKey(pub ServerCaller);
+
+impl FromRequest for ServerKey {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        std::future::ready(
+            api_of(req)
+                .and_then(|api| Ok(Self(api.authenticate_server(&ActixHeaders(req.headers()))?))),
+        )
+    }
+}
+
 /// Reads a JSON object body under the [`Api`]'s [`Limits`]: 415 unless it
 /// is declared JSON, 413 past the body limit, 400 `invalid_json` or
 /// `invalid_body` (see [`referral_http::rules`]).
@@ -285,6 +317,53 @@ async fn referrals(
     AuthUser(user): AuthUser,
 ) -> Result<Answer, Error> {
     Ok(Answer(handlers::referrals(&api, user, query(&req)).await?))
+}
+
+async fn rewards(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    AuthUser(user): AuthUser,
+) -> Result<Answer, Error> {
+    Ok(Answer(handlers::rewards(&api, user, query(&req)).await?))
+}
+
+/// The key first, then the body (as for the user routes).
+async fn record_conversion(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    ServerKey(caller): ServerKey,
+    body: web::Payload,
+) -> Result<Answer, Error> {
+    let body: ConversionRequest = read_json(&req, body).await?;
+    Ok(Answer(
+        handlers::record_conversion(&api, caller, body).await?,
+    ))
+}
+
+async fn reverse_conversion(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    ServerKey(caller): ServerKey,
+    external_id: web::Path<String>,
+    body: web::Payload,
+) -> Result<Answer, Error> {
+    let body: ReversalRequest = read_json(&req, body).await?;
+    Ok(Answer(
+        handlers::reverse_conversion(&api, caller, &external_id, body).await?,
+    ))
+}
+
+async fn mark_reward_paid(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    ServerKey(caller): ServerKey,
+    id: web::Path<String>,
+    body: web::Payload,
+) -> Result<Answer, Error> {
+    let body: PaidRequest = read_json(&req, body).await?;
+    Ok(Answer(
+        handlers::mark_reward_paid(&api, caller, &id, body).await?,
+    ))
 }
 
 async fn dev_sms(api: web::Data<Api>, req: HttpRequest) -> Result<Answer, Error> {

@@ -40,20 +40,22 @@
 //! in your routes too.
 
 use axum::Router;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, RawQuery, Request, State};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use http_body_util::BodyExt as _;
-use referral_http::dto::{CodeRequest, InviteRequest, VerifyRequest};
+use referral_http::dto::{
+    CodeRequest, ConversionRequest, InviteRequest, PaidRequest, ReversalRequest, VerifyRequest,
+};
 use referral_http::handlers;
 use referral_http::referral_core::UserId;
 use serde::de::DeserializeOwned;
 
 pub use referral_http::{
     self, Api, ApiBuilder, ApiError, AuthError, Authenticator, Credentials, Headers, JwtAuth,
-    JwtSecret, Limits, Reply, referral_core,
+    JwtSecret, Limits, Reply, ServerCaller, referral_core,
 };
 
 pub mod middleware;
@@ -77,6 +79,16 @@ where
         .route("/api/profile", only(get(profile)))
         .route("/api/profile/invite", only(post(activate_invite)))
         .route("/api/profile/referrals", only(get(referrals)))
+        .route("/api/profile/rewards", only(get(rewards)))
+        .route("/api/server/conversions", only(post(record_conversion)))
+        .route(
+            "/api/server/conversions/{external_id}/reversals",
+            only(post(reverse_conversion)),
+        )
+        .route(
+            "/api/server/rewards/{id}/paid",
+            only(post(mark_reward_paid)),
+        )
         .route("/api/dev/sms", only(get(dev_sms)))
         .route("/api/openapi.json", only(get(openapi_json)))
         .route("/health", only(get(health)))
@@ -165,6 +177,25 @@ where
     }
 }
 
+/// The host's backend on a `/api/server/*` route: the request carried one
+/// of the [`Api`]'s API keys (compared in constant time). Rejects with 401
+/// `unauthorized`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerKey(pub ServerCaller);
+
+impl<S> FromRequestParts<S> for ServerKey
+where
+    Api: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let api = Api::from_ref(state);
+        Ok(Self(api.authenticate_server(&parts.headers)?))
+    }
+}
+
 /// A JSON object body read under the [`Api`]'s [`Limits`]: 415 unless it is
 /// declared JSON, 413 past the body limit, 400 `invalid_json` or
 /// `invalid_body` (see [`referral_http::rules`]).
@@ -235,6 +266,49 @@ async fn referrals(
 ) -> Result<Answer, Error> {
     Ok(Answer(
         handlers::referrals(&api, user, query.as_deref()).await?,
+    ))
+}
+
+async fn rewards(
+    State(api): State<Api>,
+    AuthUser(user): AuthUser,
+    RawQuery(query): RawQuery,
+) -> Result<Answer, Error> {
+    Ok(Answer(
+        handlers::rewards(&api, user, query.as_deref()).await?,
+    ))
+}
+
+/// The key first, then the body (as for the user routes).
+async fn record_conversion(
+    State(api): State<Api>,
+    ServerKey(caller): ServerKey,
+    JsonBody(body): JsonBody<ConversionRequest>,
+) -> Result<Answer, Error> {
+    Ok(Answer(
+        handlers::record_conversion(&api, caller, body).await?,
+    ))
+}
+
+async fn reverse_conversion(
+    State(api): State<Api>,
+    ServerKey(caller): ServerKey,
+    Path(external_id): Path<String>,
+    JsonBody(body): JsonBody<ReversalRequest>,
+) -> Result<Answer, Error> {
+    Ok(Answer(
+        handlers::reverse_conversion(&api, caller, &external_id, body).await?,
+    ))
+}
+
+async fn mark_reward_paid(
+    State(api): State<Api>,
+    ServerKey(caller): ServerKey,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PaidRequest>,
+) -> Result<Answer, Error> {
+    Ok(Answer(
+        handlers::mark_reward_paid(&api, caller, &id, body).await?,
     ))
 }
 

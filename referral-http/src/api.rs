@@ -10,6 +10,7 @@ use referral_core::{ReferralService, StubSmsSender, UserId};
 
 use crate::auth::{Authenticator, Headers};
 use crate::error::ApiError;
+use crate::keys::{ApiKey, ApiKeys};
 use crate::rules::Limits;
 
 /// Everything the referral routes need: the [`ReferralService`], the host's
@@ -43,6 +44,7 @@ struct Inner {
     outbox: Option<Arc<StubSmsSender>>,
     limits: Limits,
     health_timeout: Duration,
+    api_keys: ApiKeys,
     openapi: String,
 }
 
@@ -54,9 +56,16 @@ impl fmt::Debug for Api {
             .field("dev_outbox", &self.inner.outbox.is_some())
             .field("limits", &self.inner.limits)
             .field("health_timeout", &self.inner.health_timeout)
+            .field("api_keys", &self.inner.api_keys)
             .finish_non_exhaustive()
     }
 }
+
+/// Proof that a request carried one of the [`Api`]'s API keys: made only
+/// by [`Api::authenticate_server`], required by the `/api/server/*`
+/// handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerCaller(());
 
 /// Builds an [`Api`]; from [`Api::builder`].
 #[must_use]
@@ -66,6 +75,7 @@ pub struct ApiBuilder {
     outbox: Option<Arc<StubSmsSender>>,
     limits: Limits,
     health_timeout: Duration,
+    api_keys: ApiKeys,
 }
 
 impl fmt::Debug for ApiBuilder {
@@ -75,6 +85,7 @@ impl fmt::Debug for ApiBuilder {
             .field("dev_outbox", &self.outbox.is_some())
             .field("limits", &self.limits)
             .field("health_timeout", &self.health_timeout)
+            .field("api_keys", &self.api_keys)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +118,13 @@ impl ApiBuilder {
         self
     }
 
+    /// The keys the host's backend sends on the `/api/server/*` routes
+    /// (default: none, and those routes answer 401).
+    pub fn api_keys(mut self, keys: &[ApiKey]) -> Self {
+        self.api_keys = ApiKeys::new(keys);
+        self
+    }
+
     /// The [`Api`].
     #[must_use]
     pub fn build(self) -> Api {
@@ -118,6 +136,7 @@ impl ApiBuilder {
                 outbox: self.outbox,
                 limits: self.limits,
                 health_timeout: self.health_timeout,
+                api_keys: self.api_keys,
                 openapi,
             }),
         }
@@ -141,6 +160,7 @@ impl Api {
             outbox: None,
             limits: Limits::default(),
             health_timeout: Self::DEFAULT_HEALTH_TIMEOUT,
+            api_keys: ApiKeys::default(),
         }
     }
 
@@ -188,5 +208,15 @@ impl Api {
     /// credentials; 503 or 500 when the authenticator fails.
     pub async fn authenticate(&self, headers: &dyn Headers) -> Result<UserId, ApiError> {
         Ok(self.inner.auth.authenticate(headers).await?)
+    }
+
+    /// Checks the API key of a `/api/server/*` request (constant time).
+    ///
+    /// # Errors
+    /// 401 `unauthorized` for a missing or unknown key (a user's access
+    /// token included).
+    pub fn authenticate_server(&self, headers: &dyn Headers) -> Result<ServerCaller, ApiError> {
+        self.inner.api_keys.check(headers)?;
+        Ok(ServerCaller(()))
     }
 }

@@ -6,7 +6,7 @@
 //! [`crate::openapi::ApiDoc`]'s `components`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use referral_core::{Profile, Referral, User};
+use referral_core::{Balance, Conversion, Profile, Referral, Reward, User};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -99,6 +99,10 @@ pub struct ProfileResponse {
     /// When the user was created (RFC 3339).
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// The user's reward totals, one entry per currency with any non-voided
+    /// reward, sorted by currency (empty when rewards are off).
+    #[serde(default)]
+    pub rewards: Vec<BalanceDto>,
 }
 
 impl From<&Profile> for ProfileResponse {
@@ -117,6 +121,7 @@ impl From<&Profile> for ProfileResponse {
             referral_count: p.referral_count,
             referrals: p.referrals.iter().map(ToString::to_string).collect(),
             created_at: timestamp(*created_at),
+            rewards: p.rewards.iter().map(BalanceDto::from).collect(),
         }
     }
 }
@@ -164,6 +169,10 @@ pub struct ReferralItem {
     /// When they activated the code (RFC 3339).
     #[schema(format = DateTime)]
     pub activated_at: String,
+    /// Whether the referred user has had a qualifying conversion (even if
+    /// it was reversed later).
+    #[serde(default)]
+    pub converted: bool,
 }
 
 impl From<&Referral> for ReferralItem {
@@ -171,6 +180,7 @@ impl From<&Referral> for ReferralItem {
         Self {
             phone: r.phone.to_string(),
             activated_at: timestamp(r.activated_at),
+            converted: r.converted,
         }
     }
 }
@@ -220,4 +230,177 @@ pub struct ErrorDetail {
     pub code: String,
     /// A human-readable message, fit to show to a person.
     pub message: String,
+}
+
+/// A user's reward totals in one currency, in minor units (clawbacks count
+/// in `approved`; voided rewards count nowhere).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"currency": "RUB", "pending": 0, "approved": 1500, "paid": 0}))]
+pub struct BalanceDto {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Sum of the pending rewards.
+    pub pending: i64,
+    /// Sum of the approved rewards (clawbacks included).
+    pub approved: i64,
+    /// Sum of the paid rewards.
+    pub paid: i64,
+}
+
+impl From<&Balance> for BalanceDto {
+    fn from(b: &Balance) -> Self {
+        Self {
+            currency: b.currency.to_string(),
+            pending: b.pending,
+            approved: b.approved,
+            paid: b.paid,
+        }
+    }
+}
+
+/// `POST /api/server/conversions`: exactly one of `user_id` and `phone`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"external_id": "order-17", "phone": "+79990000001", "amount": 150000, "currency": "RUB"}))]
+pub struct ConversionRequest {
+    /// The host's id of the conversion: 1–128 characters from `!` to `~`.
+    pub external_id: String,
+    /// The user's id (or `phone`).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The user's phone (or `user_id`).
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// The amount in minor units, 1 to 10¹⁵ (any JSON number; anything but
+    /// an integer in range is 400 `invalid_amount`).
+    #[schema(value_type = i64)]
+    pub amount: serde_json::Value,
+    /// ISO 4217 code: three capital letters.
+    pub currency: String,
+    /// 1–32 characters from `!` to `~`; default `purchase`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// When it happened (RFC 3339); default now.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    pub occurred_at: Option<String>,
+}
+
+/// `POST /api/server/conversions/{external_id}/reversals`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"reversal_id": "refund-3", "amount": 50000}))]
+pub struct ReversalRequest {
+    /// The host's id of the refund: 1–128 characters from `!` to `~`.
+    pub reversal_id: String,
+    /// Minor units to reverse; absent: all that is not yet reversed.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    pub amount: Option<serde_json::Value>,
+}
+
+/// `POST /api/server/rewards/{id}/paid`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"payout_ref": "payout-2026-11-30-17"}))]
+pub struct PaidRequest {
+    /// The host's payout reference: 1–128 characters from `!` to `~`.
+    pub payout_ref: String,
+}
+
+/// A conversion as recorded.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct ConversionDto {
+    /// The host's id.
+    pub external_id: String,
+    /// Whose conversion it is.
+    pub user_id: String,
+    /// The amount, minor units.
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Its kind.
+    pub kind: String,
+    /// When it happened (RFC 3339).
+    #[schema(format = DateTime)]
+    pub occurred_at: String,
+    /// How much of it was reversed, minor units.
+    pub reversed_amount: i64,
+}
+
+impl From<&Conversion> for ConversionDto {
+    fn from(c: &Conversion) -> Self {
+        Self {
+            external_id: c.id.to_string(),
+            user_id: c.user.to_string(),
+            amount: c.amount.amount(),
+            currency: c.amount.currency().to_string(),
+            kind: c.kind.to_string(),
+            occurred_at: timestamp(c.occurred_at),
+            reversed_amount: c.reversed_amount,
+        }
+    }
+}
+
+/// A reward (REWARD of API.md).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct RewardDto {
+    /// Its id.
+    pub id: String,
+    /// `referrer_fixed`, `referrer_percent`, `welcome` or `clawback`.
+    pub kind: String,
+    /// Minor units (negative for a clawback).
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// `pending`, `approved`, `paid` or `voided`.
+    pub status: String,
+    /// The conversion it comes from, if any.
+    pub conversion_id: Option<String>,
+    /// The other side of the referral's phone.
+    pub referral_phone: Option<String>,
+    /// When it was made (RFC 3339).
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When it was approved.
+    #[schema(format = DateTime)]
+    pub approved_at: Option<String>,
+    /// When it was paid.
+    #[schema(format = DateTime)]
+    pub paid_at: Option<String>,
+    /// The host's payout reference.
+    pub payout_ref: Option<String>,
+}
+
+impl From<&Reward> for RewardDto {
+    fn from(r: &Reward) -> Self {
+        Self {
+            id: r.id.to_string(),
+            kind: r.kind.as_str().to_owned(),
+            amount: r.amount.amount(),
+            currency: r.amount.currency().to_string(),
+            status: r.status.as_str().to_owned(),
+            conversion_id: r.conversion.as_ref().map(ToString::to_string),
+            referral_phone: r.referral_phone.map(|p| p.to_string()),
+            created_at: timestamp(r.created_at),
+            approved_at: r.approved_at.map(timestamp),
+            paid_at: r.paid_at.map(timestamp),
+            payout_ref: r.payout_ref.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// 201/200 of the conversion routes and 200 of the reversal route.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct ConversionAnswer {
+    /// The conversion.
+    pub conversion: ConversionDto,
+    /// The rewards created (recording) or changed and added (reversal).
+    pub rewards: Vec<RewardDto>,
+}
+
+/// 200 of `GET /api/profile/rewards`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct RewardsPage {
+    /// Rewards, newest first.
+    pub items: Vec<RewardDto>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }

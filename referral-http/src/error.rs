@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use referral_core::user::{CursorError, PageLimitError};
 use referral_core::{
-    ActivateError, InviteCodeError, OtpCodeError, PhoneError, ProfileError, ReferralsError,
-    RequestCodeError, StoreError, VerifyError,
+    ActivateError, CurrencyError, InviteCodeError, MarkPaidError, OtpCodeError, PhoneError,
+    ProfileError, RecordConversionError, ReferralsError, RequestCodeError, ReverseConversionError,
+    RewardCursorError, RewardsError, StoreError, VerifyError,
 };
 
 use crate::auth::AuthError;
@@ -377,6 +378,101 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<CurrencyError> for ApiError {
+    fn from(_: CurrencyError) -> Self {
+        Self::new(
+            400,
+            "invalid_currency",
+            "the currency must be an ISO 4217 code: three capital letters",
+        )
+    }
+}
+
+impl From<RewardCursorError> for ApiError {
+    fn from(_: RewardCursorError) -> Self {
+        Self::new(
+            400,
+            "invalid_cursor",
+            "the cursor is not one this server gave out",
+        )
+    }
+}
+
+/// Rewards are off on this server: its reward routes are not there.
+fn rewards_disabled() -> ApiError {
+    ApiError::new(404, "not_found", "rewards are not enabled on this server")
+}
+
+impl From<RecordConversionError> for ApiError {
+    fn from(error: RecordConversionError) -> Self {
+        let message = error.to_string();
+        match error {
+            RecordConversionError::RewardsDisabled => rewards_disabled(),
+            RecordConversionError::InvalidAmount => Self::new(400, "invalid_amount", message),
+            RecordConversionError::UserNotFound => Self::new(404, "user_not_found", message),
+            RecordConversionError::Conflict { .. } => Self::new(
+                409,
+                "conversion_conflict",
+                "a conversion with this external_id but other fields was recorded before",
+            ),
+            RecordConversionError::Store(e) => e.into(),
+            _ => unexpected(&error),
+        }
+    }
+}
+
+impl From<ReverseConversionError> for ApiError {
+    fn from(error: ReverseConversionError) -> Self {
+        let message = error.to_string();
+        match error {
+            ReverseConversionError::RewardsDisabled => rewards_disabled(),
+            ReverseConversionError::InvalidAmount
+            | ReverseConversionError::ExceedsRemaining { .. } => {
+                Self::new(400, "invalid_amount", message)
+            }
+            ReverseConversionError::ConversionNotFound => {
+                Self::new(404, "conversion_not_found", message)
+            }
+            ReverseConversionError::Conflict { amount } => Self::new(
+                409,
+                "reversal_conflict",
+                format!("this reversal_id was used on this conversion with the amount {amount}"),
+            ),
+            ReverseConversionError::Store(e) => e.into(),
+            _ => unexpected(&error),
+        }
+    }
+}
+
+impl From<MarkPaidError> for ApiError {
+    fn from(error: MarkPaidError) -> Self {
+        match error {
+            MarkPaidError::RewardsDisabled => rewards_disabled(),
+            MarkPaidError::RewardNotFound => Self::new(404, "reward_not_found", error.to_string()),
+            MarkPaidError::NotPayable { status } => Self::new(
+                409,
+                "reward_not_payable",
+                format!(
+                    "the reward is {} and cannot be paid (only an approved one can, or a paid one again with the same payout_ref)",
+                    status.as_str()
+                ),
+            ),
+            MarkPaidError::Store(e) => e.into(),
+            _ => unexpected(&error),
+        }
+    }
+}
+
+impl From<RewardsError> for ApiError {
+    fn from(error: RewardsError) -> Self {
+        match error {
+            RewardsError::UserNotFound => user_gone(),
+            RewardsError::Store(e) => e.into(),
+            _ => unexpected(&error),
+        }
+    }
+}
+
 /// A token whose user no longer exists.
 fn user_gone() -> ApiError {
     ApiError::unauthorized("the access token's user no longer exists")
@@ -436,6 +532,44 @@ mod tests {
             (StoreError::internal("bug").into(), 500, "internal"),
             (PhoneError::Empty.into(), 400, "invalid_phone"),
             (ApiError::for_status(405), 405, "method_not_allowed"),
+            (
+                RecordConversionError::InvalidAmount.into(),
+                400,
+                "invalid_amount",
+            ),
+            (
+                RecordConversionError::UserNotFound.into(),
+                404,
+                "user_not_found",
+            ),
+            (
+                ReverseConversionError::ExceedsRemaining { remaining: 1 }.into(),
+                400,
+                "invalid_amount",
+            ),
+            (
+                ReverseConversionError::Conflict { amount: 1 }.into(),
+                409,
+                "reversal_conflict",
+            ),
+            (
+                ReverseConversionError::ConversionNotFound.into(),
+                404,
+                "conversion_not_found",
+            ),
+            (
+                MarkPaidError::RewardNotFound.into(),
+                404,
+                "reward_not_found",
+            ),
+            (
+                MarkPaidError::NotPayable {
+                    status: referral_core::RewardStatus::Pending,
+                }
+                .into(),
+                409,
+                "reward_not_payable",
+            ),
         ];
         for (e, status, code) in cases {
             assert_eq!((e.status, e.code), (status, code), "{e}");

@@ -12,13 +12,17 @@
 use std::sync::Arc;
 
 use referral_core::user::PageLimit;
-use referral_core::{InviteCode, PhoneNumber, ReferralCursor, UserId};
+use referral_core::{
+    ConversionId, ConversionKind, ConversionUser, Currency, InviteCode, PayoutRef, PhoneNumber,
+    RecordConversion, ReferralCursor, ReversalId, RewardCursor, RewardId, UserId,
+};
 use serde::Serialize;
 
-use crate::api::Api;
+use crate::api::{Api, ServerCaller};
 use crate::dto::{
-    CodeRequest, CodeSentResponse, DevSms, ErrorBody, Health, InviteRequest, LoginResponse,
-    ProfileResponse, ReferralItem, ReferralsPage, VerifyRequest, timestamp,
+    CodeRequest, CodeSentResponse, ConversionAnswer, ConversionDto, ConversionRequest, DevSms,
+    ErrorBody, Health, InviteRequest, LoginResponse, PaidRequest, ProfileResponse, ReferralItem,
+    ReferralsPage, ReversalRequest, RewardDto, RewardsPage, VerifyRequest, timestamp,
 };
 use crate::error::ApiError;
 use crate::query::Query;
@@ -248,19 +252,7 @@ pub async fn activate_invite(
 )]
 pub async fn referrals(api: &Api, user: UserId, query: Option<&str>) -> Result<Reply, ApiError> {
     let query = Query::parse(query.unwrap_or_default());
-    let limit = match query.get("limit") {
-        None => PageLimit::default(),
-        Some(raw) => {
-            let n: u64 = raw.trim().parse().map_err(|_| {
-                ApiError::new(
-                    400,
-                    "invalid_limit",
-                    "limit must be a whole number from 1 to 500",
-                )
-            })?;
-            PageLimit::new(n)?
-        }
-    };
+    let limit = page_limit(&query)?;
     let cursor = match query.get("cursor") {
         None => None,
         Some(raw) => Some(ReferralCursor::parse(raw)?),
@@ -273,6 +265,212 @@ pub async fn referrals(api: &Api, user: UserId, query: Option<&str>) -> Result<R
             next_cursor: page.next.map(|c| c.to_string()),
         },
     ))
+}
+
+/// The `limit` of a page query: 1 to 500, default 50.
+fn page_limit(query: &Query) -> Result<PageLimit, ApiError> {
+    match query.get("limit") {
+        None => Ok(PageLimit::default()),
+        Some(raw) => {
+            let n: u64 = raw.trim().parse().map_err(|_| {
+                ApiError::new(
+                    400,
+                    "invalid_limit",
+                    "limit must be a whole number from 1 to 500",
+                )
+            })?;
+            Ok(PageLimit::new(n)?)
+        }
+    }
+}
+
+/// All the caller's rewards, newest first, page by page.
+///
+/// `query` is the raw query string, if any.
+#[utoipa::path(
+    get, path = "/api/profile/rewards", tag = "profile",
+    security(("bearer" = [])),
+    params(
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)", minimum = 1, maximum = 500),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = RewardsPage),
+        (status = 400, description = "`invalid_limit`, `invalid_cursor`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn rewards(api: &Api, user: UserId, query: Option<&str>) -> Result<Reply, ApiError> {
+    let query = Query::parse(query.unwrap_or_default());
+    let limit = page_limit(&query)?;
+    let cursor = match query.get("cursor") {
+        None => None,
+        Some(raw) => Some(RewardCursor::parse(raw)?),
+    };
+    let page = api.service().rewards(user, cursor, limit).await?;
+    Ok(Reply::json(
+        200,
+        &RewardsPage {
+            items: page.items.iter().map(RewardDto::from).collect(),
+            next_cursor: page.next.map(|c| c.to_string()),
+        },
+    ))
+}
+
+/// An amount in minor units as JSON: an integer (in `i64`), else 400
+/// `invalid_amount`; the service checks the range.
+fn amount_of(value: &serde_json::Value) -> Result<i64, ApiError> {
+    value.as_i64().ok_or_else(|| {
+        ApiError::new(
+            400,
+            "invalid_amount",
+            "the amount must be an integer number of minor units",
+        )
+    })
+}
+
+/// An external id (conversion, reversal, payout), else 400 `invalid_body`.
+fn external<T>(
+    field: &str,
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, referral_core::ExternalIdError>,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|e| ApiError::invalid_body(format_args!("{field}: {e}")))
+}
+
+/// The host reports a conversion (a purchase): the rewards it earns.
+///
+/// The same request again answers 200 with the same answer and changes
+/// nothing, however many race, on however many servers.
+#[utoipa::path(
+    post, path = "/api/server/conversions", tag = "server",
+    security(("api_key" = [])),
+    request_body = ConversionRequest,
+    responses(
+        (status = 201, description = "Recorded, with the rewards it created (possibly none)", body = ConversionAnswer),
+        (status = 200, description = "Recorded before with the same fields: the same answer, nothing new", body = ConversionAnswer),
+        (status = 400, description = "`invalid_amount` (not an integer in 1 … 10^15), `invalid_currency`, `invalid_phone`, `invalid_body` (a bad `external_id`, `kind`, `user_id` or `occurred_at`, or not exactly one of `user_id` and `phone`), `invalid_json`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no API key, or not one of the keys", body = ErrorBody),
+        (status = 404, description = "`user_not_found`", body = ErrorBody),
+        (status = 409, description = "`conversion_conflict`: the `external_id` was recorded with other fields", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn record_conversion(
+    api: &Api,
+    _caller: ServerCaller,
+    body: ConversionRequest,
+) -> Result<Reply, ApiError> {
+    let external_id = external("external_id", &body.external_id, ConversionId::parse)?;
+    let amount = amount_of(&body.amount)?;
+    let currency = Currency::parse(&body.currency)?;
+    let user = match (body.user_id.as_deref(), body.phone.as_deref()) {
+        (Some(id), None) => ConversionUser::Id(
+            UserId::parse(id).map_err(|_| ApiError::invalid_body("user_id is not a user id"))?,
+        ),
+        (None, Some(phone)) => ConversionUser::Phone(api.service().parse_phone(phone)?),
+        _ => {
+            return Err(ApiError::invalid_body(
+                "give exactly one of user_id and phone",
+            ));
+        }
+    };
+    let mut input = RecordConversion::new(external_id, user, amount, currency);
+    if let Some(kind) = body.kind.as_deref() {
+        input = input.kind(external("kind", kind, ConversionKind::parse)?);
+    }
+    if let Some(at) = body.occurred_at.as_deref() {
+        let at = chrono::DateTime::parse_from_rfc3339(at)
+            .map_err(|e| ApiError::invalid_body(format_args!("occurred_at: {e}")))?;
+        input = input.occurred_at(at.to_utc());
+    }
+    let recorded = api.service().record_conversion(input).await?;
+    Ok(Reply::json(
+        if recorded.created { 201 } else { 200 },
+        &ConversionAnswer {
+            conversion: ConversionDto::from(&recorded.conversion),
+            rewards: recorded.rewards.iter().map(RewardDto::from).collect(),
+        },
+    ))
+}
+
+/// The host reports a refund of a conversion (partial, or all that is left).
+///
+/// Pending rewards shrink in proportion (voided at 0); approved and paid
+/// ones get a negative `clawback`. `external_id` is the path segment,
+/// percent-decoded.
+#[utoipa::path(
+    post, path = "/api/server/conversions/{external_id}/reversals", tag = "server",
+    security(("api_key" = [])),
+    params(("external_id" = String, Path, description = "The conversion's `external_id`, percent-encoded")),
+    request_body = ReversalRequest,
+    responses(
+        (status = 200, description = "Applied (or applied before with the same amount): the conversion and the rewards changed or added", body = ConversionAnswer),
+        (status = 400, description = "`invalid_amount` (not a positive integer, or more than is left), `invalid_body`, `invalid_json`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`conversion_not_found`", body = ErrorBody),
+        (status = 409, description = "`reversal_conflict`: this `reversal_id` was used with another amount", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn reverse_conversion(
+    api: &Api,
+    _caller: ServerCaller,
+    external_id: &str,
+    body: ReversalRequest,
+) -> Result<Reply, ApiError> {
+    let conversion = ConversionId::parse(external_id)
+        .map_err(|_| ApiError::new(404, "conversion_not_found", "no such conversion"))?;
+    let reversal = external("reversal_id", &body.reversal_id, ReversalId::parse)?;
+    let amount = body.amount.as_ref().map(amount_of).transpose()?;
+    let reversed = api
+        .service()
+        .reverse_conversion(&conversion, &reversal, amount)
+        .await?;
+    Ok(Reply::json(
+        200,
+        &ConversionAnswer {
+            conversion: ConversionDto::from(&reversed.conversion),
+            rewards: reversed.rewards.iter().map(RewardDto::from).collect(),
+        },
+    ))
+}
+
+/// The host paid a reward out: `approved` → `paid`.
+///
+/// Again with the same `payout_ref`: 200, nothing changes.
+#[utoipa::path(
+    post, path = "/api/server/rewards/{id}/paid", tag = "server",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The reward's id")),
+    request_body = PaidRequest,
+    responses(
+        (status = 200, description = "Paid", body = RewardDto),
+        (status = 400, description = "`invalid_body` (a bad `payout_ref`), `invalid_json`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`reward_not_found`", body = ErrorBody),
+        (status = 409, description = "`reward_not_payable`: pending, voided, or paid under another `payout_ref`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    )
+)]
+pub async fn mark_reward_paid(
+    api: &Api,
+    _caller: ServerCaller,
+    id: &str,
+    body: PaidRequest,
+) -> Result<Reply, ApiError> {
+    let id = RewardId::parse(id)
+        .map_err(|_| ApiError::new(404, "reward_not_found", "no such reward"))?;
+    let payout_ref = external("payout_ref", &body.payout_ref, PayoutRef::parse)?;
+    let reward = api.service().mark_reward_paid(id, &payout_ref).await?;
+    Ok(Reply::json(200, &RewardDto::from(&reward)))
 }
 
 /// The latest simulated SMS sent to a phone (while the dev outbox is on).

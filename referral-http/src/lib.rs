@@ -17,7 +17,11 @@
 //! The routes (paths relative to where the host mounts them):
 //! `POST /api/auth/code`, `POST /api/auth/verify`, `GET /api/profile`,
 //! `POST /api/profile/invite`, `GET /api/profile/referrals`,
-//! `GET /api/dev/sms`, `GET /health`, `GET /api/openapi.json`.
+//! `GET /api/profile/rewards`, `GET /api/dev/sms`, `GET /health`,
+//! `GET /api/openapi.json`, and the host backend's routes (API key, see
+//! [`keys`]): `POST /api/server/conversions`,
+//! `POST /api/server/conversions/{external_id}/reversals`,
+//! `POST /api/server/rewards/{id}/paid`.
 //!
 //! ## Quick start
 //!
@@ -58,16 +62,18 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod handlers;
+pub mod keys;
 pub mod openapi;
 pub mod query;
 pub mod rules;
 
-pub use api::{Api, ApiBuilder};
+pub use api::{Api, ApiBuilder, ServerCaller};
 pub use auth::{
     AuthError, Authenticator, BearerToken, Credentials, Headers, JwtAuth, JwtSecret, JwtSecretError,
 };
 pub use error::ApiError;
 pub use handlers::{JSON, Reply};
+pub use keys::{ApiKey, ApiKeyError, ApiKeys};
 pub use rules::{Limits, envelope_for, is_json_content_type, parse_json_body};
 
 pub use referral_core;

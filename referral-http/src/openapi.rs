@@ -8,8 +8,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::{
-    CodeRequest, CodeSentResponse, DevSms, ErrorBody, ErrorDetail, Health, InviteRequest,
-    LoginResponse, ProfileResponse, ReferralItem, ReferralsPage, VerifyRequest,
+    BalanceDto, CodeRequest, CodeSentResponse, ConversionAnswer, ConversionDto, ConversionRequest,
+    DevSms, ErrorBody, ErrorDetail, Health, InviteRequest, LoginResponse, PaidRequest,
+    ProfileResponse, ReferralItem, ReferralsPage, ReversalRequest, RewardDto, RewardsPage,
+    VerifyRequest,
 };
 use crate::handlers;
 
@@ -31,16 +33,21 @@ use crate::handlers;
     ),
     paths(
         handlers::request_code, handlers::verify, handlers::profile, handlers::activate_invite,
-        handlers::referrals, handlers::dev_sms, handlers::health, handlers::openapi_json
+        handlers::referrals, handlers::rewards, handlers::record_conversion,
+        handlers::reverse_conversion, handlers::mark_reward_paid, handlers::dev_sms,
+        handlers::health, handlers::openapi_json
     ),
     components(schemas(
         CodeRequest, CodeSentResponse, VerifyRequest, LoginResponse, ProfileResponse,
-        InviteRequest, ReferralItem, ReferralsPage, DevSms, Health, ErrorBody, ErrorDetail
+        InviteRequest, ReferralItem, ReferralsPage, DevSms, Health, ErrorBody, ErrorDetail,
+        BalanceDto, ConversionRequest, ReversalRequest, PaidRequest, ConversionDto, RewardDto,
+        ConversionAnswer, RewardsPage
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Log in by phone with a one-time code"),
         (name = "profile", description = "The caller's profile and referrals (Bearer token)"),
+        (name = "server", description = "The host's backend reports conversions and payouts (API key: `Authorization: Bearer <key>` of `REFERRAL_API_KEYS`)"),
         (name = "dev", description = "Development helpers"),
         (name = "ops", description = "Health and documentation")
     )
@@ -93,6 +100,15 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("One of the server's API keys (REFERRAL_API_KEYS)"))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -108,6 +124,10 @@ mod tests {
             "/api/profile",
             "/api/profile/invite",
             "/api/profile/referrals",
+            "/api/profile/rewards",
+            "/api/server/conversions",
+            "/api/server/conversions/{external_id}/reversals",
+            "/api/server/rewards/{id}/paid",
             "/api/dev/sms",
             "/health",
             "/api/openapi.json",
@@ -115,6 +135,7 @@ mod tests {
             assert!(doc["paths"][path].is_object(), "{path}");
         }
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
     }
 
     /// The patterns of the document are the ones the code names, and they

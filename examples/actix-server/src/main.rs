@@ -15,7 +15,12 @@ use referral_server_common::{Settings, Started, init_tracing, shutdown_signal};
 async fn main() -> ExitCode {
     init_tracing();
     let settings = Settings::from_env_and_args();
-    let Started { api, store, .. } = match referral_server_common::start(&settings).await {
+    let Started {
+        api,
+        store,
+        approver,
+        ..
+    } = match referral_server_common::start(&settings).await {
         Ok(started) => started,
         Err(e) => {
             let error = referral_actix::referral_http::error::chain(&e);
@@ -61,7 +66,10 @@ async fn main() -> ExitCode {
             tracing::warn!("cannot write the `listening on` line to stdout");
         }
     }
-    match server.run().await {
+    let approver = approver.spawn();
+    let result = server.run().await;
+    approver.stop().await;
+    match result {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

@@ -18,7 +18,12 @@ async fn main() -> ExitCode {
     init_tracing();
     let settings = Settings::parse_as("referral-server", env!("CARGO_PKG_VERSION"));
     tracing::debug!(?settings, "settings");
-    let Started { api, store, .. } = match referral_server_common::start(&settings).await {
+    let Started {
+        api,
+        store,
+        approver,
+        ..
+    } = match referral_server_common::start(&settings).await {
         Ok(started) => started,
         Err(error) => {
             let error = referral_axum::referral_http::error::chain(&error);
@@ -57,7 +62,9 @@ async fn main() -> ExitCode {
         max_connections: usize::try_from(settings.max_connections).unwrap_or(usize::MAX),
         shutdown_grace: settings.request_timeout() + settings.header_timeout(),
     };
+    let approver = approver.spawn();
     serve::serve(listener, router, limits, shutdown_signal()).await;
+    approver.stop().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -1,6 +1,12 @@
 //! The cases, one `async fn` each, written from API.md. Each spawns the
 //! server(s) it needs through [`Ctx`].
 
+mod rewards;
+pub use rewards::{
+    rewards_errors, rewards_two_servers_one_conversion, rewards_without_keys,
+    rewards_worked_example,
+};
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 

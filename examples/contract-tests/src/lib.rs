@@ -56,15 +56,18 @@ macro_rules! contract_tests {
                     dev_outbox, openapi_document, web_pages, json_conventions,
                     race_one_phone_many_codes, race_one_code_many_verifies,
                     race_one_user_many_codes, race_many_users_one_code, race_mutual_activations,
-                    concurrent_codes_do_not_block, test_phones, real_provider;
-                postgres_only: two_servers_share_one_store, store_outage;
+                    concurrent_codes_do_not_block, test_phones, real_provider, rewards_errors,
+                    rewards_without_keys;
+                postgres_only: two_servers_share_one_store, store_outage,
+                    rewards_two_servers_one_conversion;
             }
         }
         mod process {
             $crate::store_cases! {
                 $crate, $bin;
+                // The worked example waits for the process's periodic approval task.
                 both: bad_settings_refused, graceful_shutdown, test_phones_logged,
-                    real_provider_setting_missing;
+                    real_provider_setting_missing, rewards_worked_example;
                 postgres_only: restart_keeps_state;
             }
         }

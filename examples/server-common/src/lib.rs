@@ -9,17 +9,20 @@
 //! - [`start`]: the store the settings choose (memory, or PostgreSQL when
 //!   `DATABASE_URL` is set), the [`SimulatedSms`] sender, the JWT
 //!   authenticator, built into a [`referral_http::Api`];
+//! - [`Approver`]: the periodic approval of rewards whose hold has ended;
 //! - [`assets`]: the web page at `/` and the API reference at `/docs`;
 //! - [`init_tracing`] and [`shutdown_signal`].
 //!
 //! Not published; not semver-stable.
 
+pub mod approver;
 pub mod assets;
 pub mod provider;
 pub mod settings;
 pub mod sms;
 pub mod start;
 
+pub use approver::{Approver, ApproverHandle};
 pub use settings::{Settings, SmsDelay};
 pub use sms::SimulatedSms;
 pub use start::{StartError, Started, start};

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser};
-use referral_core::{Config, OtpLength, Region};
 
 use crate::provider::{SmsSettings, SmsSettingsError};
-use referral_http::JwtSecret;
+use referral_core::{BasisPoints, Config, Currency, OtpLength, Region};
+use referral_http::{ApiKey, JwtSecret};
 
 /// The settings of an example server (API.md's table, plus the few a real
 /// deployment needs: request and SMS timeouts).
@@ -176,6 +176,73 @@ pub struct Settings {
     /// The SMS provider and its settings, and the test phones.
     #[command(flatten)]
     pub sms: SmsSettings,
+    /// Comma-separated keys (each at least 32 bytes) that the host's
+    /// backend sends as `Authorization: Bearer <key>` on `/api/server/*`;
+    /// unset: those routes answer 401.
+    #[arg(
+        long,
+        env = "REFERRAL_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<ApiKey>,
+
+    /// Minor units paid to the referrer on a referee's first qualifying
+    /// conversion.
+    #[arg(long, env = "REFERRAL_REWARD_REFERRER_FIXED", default_value_t = 0,
+          value_parser = clap::value_parser!(i64).range(0..=1_000_000_000_000_000))]
+    pub reward_referrer_fixed: i64,
+
+    /// Basis points (1 % = 100) of each qualifying conversion's amount paid
+    /// to the referrer, rounded down to the minor unit.
+    #[arg(long, env = "REFERRAL_REWARD_REFERRER_BP", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub reward_referrer_bp: u32,
+
+    /// Conversions later than this many days after the referee's
+    /// activation earn nothing.
+    #[arg(long, env = "REFERRAL_REWARD_WINDOW_DAYS", default_value_t = 365,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub reward_window_days: u64,
+
+    /// Conversions below this amount (minor units) earn nothing.
+    #[arg(long, env = "REFERRAL_REWARD_MIN_AMOUNT", default_value_t = 0,
+          value_parser = clap::value_parser!(i64).range(0..=1_000_000_000_000_000))]
+    pub reward_min_amount: i64,
+
+    /// Minor units given to the referee when they activate a code (a
+    /// `welcome` reward, approved at once).
+    #[arg(long, env = "REFERRAL_REWARD_WELCOME_FIXED", default_value_t = 0,
+          value_parser = clap::value_parser!(i64).range(0..=1_000_000_000_000_000))]
+    pub reward_welcome_fixed: i64,
+
+    /// ISO 4217 currency of the fixed and welcome amounts; conversions in
+    /// another currency earn only the percentage part.
+    #[arg(long, env = "REFERRAL_REWARD_CURRENCY", default_value = "RUB")]
+    pub reward_currency: Currency,
+
+    /// Most a referrer can earn per currency in any rolling cap window
+    /// (minor units); unset: no cap.
+    #[arg(long, env = "REFERRAL_REWARD_MAX_PER_REFERRER",
+          value_parser = clap::value_parser!(i64).range(0..=1_000_000_000_000_000))]
+    pub reward_max_per_referrer: Option<i64>,
+
+    /// The cap's rolling window, in days.
+    #[arg(long, env = "REFERRAL_REWARD_CAP_WINDOW_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub reward_cap_window_days: u64,
+
+    /// How long a reward stays `pending` (the refund window) before it is
+    /// `approved`, in seconds.
+    #[arg(long, env = "REFERRAL_REWARD_HOLD_SECS", default_value_t = 2_592_000,
+          value_parser = clap::value_parser!(u64).range(0..=3_153_600_000))]
+    pub reward_hold_secs: u64,
+
+    /// How often the server approves rewards whose hold has ended, in
+    /// seconds (safe with many processes).
+    #[arg(long, env = "REFERRAL_REWARD_APPROVE_EVERY_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub reward_approve_every_secs: u64,
 }
 
 impl fmt::Debug for Settings {
@@ -212,6 +279,17 @@ impl fmt::Debug for Settings {
             .field("header_timeout_secs", &self.header_timeout_secs)
             .field("max_connections", &self.max_connections)
             .field("sms", &self.sms)
+            .field("api_keys", &self.api_keys.len())
+            .field("reward_referrer_fixed", &self.reward_referrer_fixed)
+            .field("reward_referrer_bp", &self.reward_referrer_bp)
+            .field("reward_window_days", &self.reward_window_days)
+            .field("reward_min_amount", &self.reward_min_amount)
+            .field("reward_welcome_fixed", &self.reward_welcome_fixed)
+            .field("reward_currency", &self.reward_currency)
+            .field("reward_max_per_referrer", &self.reward_max_per_referrer)
+            .field("reward_cap_window_days", &self.reward_cap_window_days)
+            .field("reward_hold_secs", &self.reward_hold_secs)
+            .field("reward_approve_every_secs", &self.reward_approve_every_secs)
             .finish()
     }
 }
@@ -243,6 +321,9 @@ pub enum SettingsError {
     /// The login-code length is out of range.
     #[error(transparent)]
     OtpLength(#[from] referral_core::otp::OtpLengthError),
+    /// The basis points are out of range.
+    #[error(transparent)]
+    BasisPoints(#[from] referral_core::BasisPointsError),
     /// The JWT secret is too short to derive the code-hashing key from.
     #[error("the JWT secret must have at least 32 bytes")]
     Secret,
@@ -331,6 +412,17 @@ impl Settings {
         config.invite.failure_window = Duration::from_secs(3600);
         config.default_region = self.default_region;
         config.test_phones = self.sms.test_phones();
+        let day = 24 * 3600;
+        let rewards = &mut config.rewards;
+        rewards.referrer_fixed = self.reward_referrer_fixed;
+        rewards.referrer_bp = BasisPoints::new(self.reward_referrer_bp)?;
+        rewards.window = Duration::from_secs(self.reward_window_days * day);
+        rewards.min_amount = self.reward_min_amount;
+        rewards.welcome = self.reward_welcome_fixed;
+        rewards.currency = self.reward_currency;
+        rewards.max_per_referrer = self.reward_max_per_referrer;
+        rewards.cap_window = Duration::from_secs(self.reward_cap_window_days * day);
+        rewards.hold = Duration::from_secs(self.reward_hold_secs);
         Ok(config)
     }
 
@@ -350,6 +442,12 @@ impl Settings {
     #[must_use]
     pub fn sms_timeout(&self) -> Duration {
         Duration::from_millis(self.sms_timeout_ms)
+    }
+
+    /// How often the approval task runs.
+    #[must_use]
+    pub fn reward_approve_every(&self) -> Duration {
+        Duration::from_secs(self.reward_approve_every_secs)
     }
 
     /// The access-token lifetime.
@@ -492,6 +590,23 @@ mod tests {
         assert!(parse(&["--otp-max-attempts", "0"]).is_err());
         assert!(parse(&["--jwt-secret", "short"]).is_err());
         assert!(parse(&["--default-region", "XX"]).is_err());
+        assert!(parse(&["--api-keys", "short"]).is_err());
+        assert!(parse(&["--reward-currency", "rub"]).is_err());
+        assert!(parse(&["--reward-referrer-bp", "10001"]).is_err());
+        assert!(parse(&["--reward-approve-every-secs", "0"]).is_err());
+        let s = parse(&[
+            "--api-keys",
+            "0123456789abcdef0123456789abcdef,fedcba9876543210fedcba9876543210",
+            "--reward-referrer-bp",
+            "500",
+            "--reward-max-per-referrer",
+            "20000",
+        ])
+        .unwrap();
+        assert_eq!(s.api_keys.len(), 2);
+        let rewards = s.config().unwrap().rewards;
+        assert_eq!(rewards.referrer_bp.get(), 500);
+        assert_eq!(rewards.max_per_referrer, Some(20_000));
         let s = parse(&["--default-region", "ru", "--otp-length", "6"]).unwrap();
         let config = s.config().unwrap();
         assert_eq!(config.otp.length.get(), 6);

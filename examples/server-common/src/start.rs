@@ -6,6 +6,7 @@ use referral_core::{OtpKey, ReferralService, SystemClock, ThreadRandom};
 use referral_http::{Api, JwtAuth, JwtSecret};
 use referral_memory::MemoryStore;
 
+use crate::approver::Approver;
 use crate::settings::{Settings, SettingsError, redact_url};
 
 /// A started [`Api`] and which store it uses.
@@ -16,6 +17,9 @@ pub struct Started {
     pub api: Api,
     /// `memory` or `postgres`.
     pub store: &'static str,
+    /// The periodic approval of rewards whose hold has ended, for the
+    /// server to spawn (and stop at shutdown).
+    pub approver: Approver,
 }
 
 /// Why the server could not start.
@@ -77,12 +81,16 @@ pub async fn start(settings: &Settings) -> Result<Started, StartError> {
                 migration_url,
             )
             .await?;
-            (ReferralService::builder(store, sms), "postgres")
+            (
+                ReferralService::builder(Arc::clone(&store), sms).rewards(store),
+                "postgres",
+            )
         }
         None => {
             tracing::info!("using the in-memory store (data is lost on exit)");
+            let store = Arc::new(MemoryStore::new());
             (
-                ReferralService::builder(Arc::new(MemoryStore::new()), sms),
+                ReferralService::builder(Arc::clone(&store), sms).rewards(store),
                 "memory",
             )
         }
@@ -93,13 +101,16 @@ pub async fn start(settings: &Settings) -> Result<Started, StartError> {
         .build()
         .map_err(SettingsError::from)?;
     let auth = JwtAuth::new(&secret, settings.token_ttl(), Arc::new(SystemClock));
-    let mut api = Api::builder(service, auth);
+    let service = Arc::new(service);
+    let approver = Approver::new(Arc::clone(&service), settings.reward_approve_every());
+    let mut api = Api::builder(service, auth).api_keys(&settings.api_keys);
     if let Some(outbox) = outbox {
         api = api.dev_outbox(outbox);
     }
     Ok(Started {
         api: api.build(),
         store,
+        approver,
     })
 }
 
