@@ -292,7 +292,8 @@ fn page_limit(query: &Query) -> Result<PageLimit, ApiError> {
     security(("bearer" = [])),
     params(
         ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)", minimum = 1, maximum = 500),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page: 32 base64url characters (see `CURSOR_PATTERN`)",
+            pattern = "^[A-Zabk-z0-9_-][A-Za-z0-9_-]{31}$", min_length = 32, max_length = 32),
     ),
     responses(
         (status = 200, description = "A page", body = RewardsPage),

@@ -142,7 +142,7 @@ mod tests {
     /// describe what the parsers of referral-core accept.
     #[test]
     fn patterns_match_the_parsers() {
-        use referral_core::{InviteCode, PhoneNumber, ReferralCursor};
+        use referral_core::{InviteCode, PhoneNumber, ReferralCursor, RewardCursor};
         let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
         let schemas = &doc["components"]["schemas"];
         for s in ["CodeRequest", "VerifyRequest"] {
@@ -159,6 +159,10 @@ mod tests {
         assert_eq!(page[1]["schema"]["pattern"], crate::dto::CURSOR_PATTERN);
         assert_eq!(page[0]["schema"]["minimum"], 1);
         assert_eq!(page[0]["schema"]["maximum"], 500);
+        let rewards = params("/api/profile/rewards");
+        assert_eq!(rewards[1]["schema"]["pattern"], crate::dto::CURSOR_PATTERN);
+        assert_eq!(rewards[0]["schema"]["minimum"], 1);
+        assert_eq!(rewards[0]["schema"]["maximum"], 500);
 
         let phone = regex_lite::Regex::new(crate::dto::PHONE_PATTERN).unwrap();
         for ok in [
@@ -194,6 +198,7 @@ mod tests {
                 let c = format!("{first}{}", rest.repeat(31));
                 if cursor.is_match(&c) {
                     assert!(ReferralCursor::parse(&c).is_ok(), "{c}");
+                    assert!(RewardCursor::parse(&c).is_ok(), "{c}");
                 }
             }
         }
