@@ -88,6 +88,7 @@ pub mod clock;
 pub mod error;
 pub mod event;
 pub mod invite_code;
+mod keyset;
 pub mod money;
 pub mod operator;
 pub mod otp;

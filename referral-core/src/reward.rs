@@ -36,12 +36,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::keyset;
 use crate::money::{BasisPoints, Currency, Money};
 use crate::phone::PhoneNumber;
 use crate::random::Random;
@@ -513,30 +512,14 @@ impl RewardCursor {
     /// # Errors
     /// [`RewardCursorError`] for anything this crate did not write.
     pub fn parse(input: &str) -> Result<Self, RewardCursorError> {
-        if input.len() != 32 {
-            return Err(RewardCursorError);
-        }
-        let mut raw = [0u8; 24];
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(input, &mut raw)
-            .map_err(|_| RewardCursorError)?;
-        if n != raw.len() {
-            return Err(RewardCursorError);
-        }
-        let (micros, id) = raw.split_at(8);
-        let micros = i64::from_be_bytes(micros.try_into().map_err(|_| RewardCursorError)?);
-        let created_at = DateTime::from_timestamp_micros(micros).ok_or(RewardCursorError)?;
-        let id = Uuid::from_slice(id).map_err(|_| RewardCursorError)?;
+        let (created_at, id) = keyset::decode(input).ok_or(RewardCursorError)?;
         Ok(Self::new(created_at, RewardId(id)))
     }
 }
 
 impl fmt::Display for RewardCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = [0u8; 24];
-        raw[..8].copy_from_slice(&self.created_at.timestamp_micros().to_be_bytes());
-        raw[8..].copy_from_slice(self.id.0.as_bytes());
-        f.write_str(&URL_SAFE_NO_PAD.encode(raw))
+        f.write_str(&keyset::encode(self.created_at, self.id.0))
     }
 }
 

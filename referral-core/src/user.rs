@@ -3,13 +3,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::invite_code::InviteCode;
+use crate::keyset;
 use crate::phone::PhoneNumber;
 use crate::random::Random;
 
@@ -178,30 +177,14 @@ impl ReferralCursor {
     /// # Errors
     /// [`CursorError`] for anything this crate did not write.
     pub fn parse(input: &str) -> Result<Self, CursorError> {
-        if input.len() != 32 {
-            return Err(CursorError);
-        }
-        let mut raw = [0u8; 24];
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(input, &mut raw)
-            .map_err(|_| CursorError)?;
-        if n != raw.len() {
-            return Err(CursorError);
-        }
-        let (micros, user) = raw.split_at(8);
-        let micros = i64::from_be_bytes(micros.try_into().map_err(|_| CursorError)?);
-        let activated_at = DateTime::from_timestamp_micros(micros).ok_or(CursorError)?;
-        let user = Uuid::from_slice(user).map_err(|_| CursorError)?;
+        let (activated_at, user) = keyset::decode(input).ok_or(CursorError)?;
         Ok(Self::new(activated_at, UserId(user)))
     }
 }
 
 impl fmt::Display for ReferralCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut raw = [0u8; 24];
-        raw[..8].copy_from_slice(&self.activated_at.timestamp_micros().to_be_bytes());
-        raw[8..].copy_from_slice(self.user.0.as_bytes());
-        f.write_str(&URL_SAFE_NO_PAD.encode(raw))
+        f.write_str(&keyset::encode(self.activated_at, self.user.0))
     }
 }
 
