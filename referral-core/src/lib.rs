@@ -100,6 +100,7 @@ pub mod sms;
 pub mod store;
 pub mod test_phone;
 pub mod user;
+mod uuid_id;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

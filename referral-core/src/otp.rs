@@ -193,9 +193,7 @@ pub struct ChallengeId(Uuid);
 impl ChallengeId {
     /// A fresh random id.
     pub fn generate(rng: &dyn Random) -> Self {
-        let mut bytes = [0u8; 16];
-        rng.fill_bytes(&mut bytes);
-        Self(uuid::Builder::from_random_bytes(bytes).into_uuid())
+        Self(crate::uuid_id::random(rng))
     }
 
     /// Wraps an id read back from a store.

@@ -38,13 +38,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::keyset;
 use crate::money::{BasisPoints, Currency, Money};
 use crate::phone::PhoneNumber;
-use crate::random::Random;
 use crate::user::UserId;
+use crate::uuid_id::uuid_id;
 
 /// Why a string is not an external id ([`ConversionId`], [`ReversalId`],
 /// [`PayoutRef`]) or a [`ConversionKind`].
@@ -178,67 +177,16 @@ impl Default for ConversionKind {
     }
 }
 
-/// A reward's id: a random UUID.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RewardId(Uuid);
+uuid_id!(
+    /// A reward's id: a random UUID.
+    RewardId,
+    RewardIdError
+);
 
 /// A string that is not a [`RewardId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a reward id")]
 pub struct RewardIdError;
-
-impl RewardId {
-    /// A fresh random id.
-    pub fn generate(rng: &dyn Random) -> Self {
-        let mut bytes = [0u8; 16];
-        rng.fill_bytes(&mut bytes);
-        Self(uuid::Builder::from_random_bytes(bytes).into_uuid())
-    }
-
-    /// Parses the hyphenated form only.
-    ///
-    /// # Errors
-    /// [`RewardIdError`] for anything else.
-    pub fn parse(input: &str) -> Result<Self, RewardIdError> {
-        if input.len() != 36 {
-            return Err(RewardIdError);
-        }
-        Uuid::try_parse(input).map(Self).map_err(|_| RewardIdError)
-    }
-
-    /// Wraps an id read back from a store.
-    #[must_use]
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The id as a UUID, for stores.
-    #[must_use]
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for RewardId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl fmt::Debug for RewardId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RewardId({})", self.0.hyphenated())
-    }
-}
-
-impl FromStr for RewardId {
-    type Err = RewardIdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
 
 /// A string that is not a [`RewardKind`] or [`RewardStatus`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -604,6 +552,7 @@ mod tests {
     use super::*;
     use crate::random::SeededRandom;
     use proptest::prelude::*;
+    use uuid::Uuid;
 
     #[test]
     fn external_ids() {

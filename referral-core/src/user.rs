@@ -5,76 +5,22 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::invite_code::InviteCode;
 use crate::keyset;
 use crate::phone::PhoneNumber;
-use crate::random::Random;
+use crate::uuid_id::uuid_id;
 
-/// A user's id: a random UUID, so ids reveal neither order nor count.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(Uuid);
+uuid_id!(
+    /// A user's id: a random UUID, so ids reveal neither order nor count.
+    UserId,
+    UserIdError
+);
 
 /// A string that is not a [`UserId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a user id")]
 pub struct UserIdError;
-
-impl UserId {
-    /// A fresh random id.
-    pub fn generate(rng: &dyn Random) -> Self {
-        let mut bytes = [0u8; 16];
-        rng.fill_bytes(&mut bytes);
-        Self(uuid::Builder::from_random_bytes(bytes).into_uuid())
-    }
-
-    /// Parses the hyphenated form (`"67e55044-10b1-426f-9247-bb680e5fe0c8"`).
-    ///
-    /// # Errors
-    /// [`UserIdError`] for anything else.
-    pub fn parse(input: &str) -> Result<Self, UserIdError> {
-        // `Uuid::try_parse` also takes braced, URN and simple forms; accept only
-        // the one form this crate writes, so one user has one spelling.
-        if input.len() != 36 {
-            return Err(UserIdError);
-        }
-        Uuid::try_parse(input).map(Self).map_err(|_| UserIdError)
-    }
-
-    /// Wraps an id read back from a store.
-    #[must_use]
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The id as a UUID, for stores.
-    #[must_use]
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl fmt::Debug for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UserId({})", self.0.hyphenated())
-    }
-}
-
-impl FromStr for UserId {
-    type Err = UserIdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
 
 /// A registered user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +190,7 @@ mod tests {
     use super::*;
     use crate::random::SeededRandom;
     use proptest::prelude::*;
+    use uuid::Uuid;
 
     #[test]
     fn user_id_round_trip_and_one_spelling() {
