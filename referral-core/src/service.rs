@@ -22,10 +22,10 @@ use crate::store::{
     ReferralStore, RegisterOutcome, RewardStore, VerifyOutcome, WelcomeReward,
 };
 use crate::test_phone::{self, TestPhones};
+use crate::user::{PageLimit, Profile, ReferralCursor, ReferralPage, User, UserId};
 
 mod operators;
 mod rewards;
-use crate::user::{PageLimit, Profile, ReferralCursor, ReferralPage, User, UserId};
 pub use operators::{
     BlockError, EXPORT_BATCH, OperatorReadError, UnblockError, UserDetailError, VoidRewardError,
 };
@@ -492,6 +492,12 @@ fn wait_until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     Duration::from_secs(u64::try_from(ms).unwrap_or(1).div_ceil(1000))
 }
 
+/// `at` truncated to the microsecond precision every store keeps, so a value
+/// compares equal to itself read back.
+fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(at)
+}
+
 fn delta(d: Duration) -> TimeDelta {
     // Config::validate bounds every duration far below chrono's range.
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
@@ -558,9 +564,7 @@ impl ReferralService {
 
     /// The time now, at the microsecond precision every store keeps.
     fn now(&self) -> DateTime<Utc> {
-        let now = self.clock.now();
-        now.duration_trunc(TimeDelta::microseconds(1))
-            .unwrap_or(now)
+        to_micros(self.clock.now())
     }
 
     /// Sends a fresh login code to `phone`, replacing any previous one, with

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
-use super::ReferralService;
+use super::{ReferralService, to_micros};
 use crate::error::StoreError;
 use crate::money::{Currency, Money};
 use crate::reward::{
@@ -236,9 +236,7 @@ impl ReferralService {
             amount: Money::new(input.amount, input.currency),
             kind: input.kind,
             // Stores keep microseconds; compare like with like on a repeat.
-            occurred_at: input
-                .occurred_at
-                .map(|at| at.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(at)),
+            occurred_at: input.occurred_at.map(to_micros),
         };
         let now = self.now();
         match store
@@ -357,9 +355,7 @@ impl ReferralService {
         limit: usize,
     ) -> Result<Vec<Reward>, ApproveError> {
         let store = self.reward_store().ok_or(ApproveError::RewardsDisabled)?;
-        let now = now
-            .duration_trunc(TimeDelta::microseconds(1))
-            .unwrap_or(now);
+        let now = to_micros(now);
         match store
             .approve_due_rewards(self.config.rewards.hold, now, limit)
             .await?
