@@ -13,8 +13,9 @@
 //! The rules, exactly (all amounts in minor units, all rounding down):
 //! - a conversion **qualifies** when its user activated someone's code, it
 //!   happened at or after that activation and at most
-//!   [`RewardPolicy::window`] after it, and its amount is at least
-//!   [`RewardPolicy::min_amount`];
+//!   [`RewardPolicy::window`] after it, its amount is at least
+//!   [`RewardPolicy::min_amount`], and neither its user nor the referrer is
+//!   blocked (see [`crate::operator`]);
 //! - [`RewardPolicy::referrer_fixed`] goes to the referrer with the
 //!   referee's **first** qualifying conversion in
 //!   [`RewardPolicy::currency`] (once per referee, whatever happens to it

@@ -181,8 +181,8 @@ pub enum RequestCodeError {
         retry_after: Duration,
     },
     /// Never returned any more: a phone that took too many wrong guesses is
-    /// stepped up (sent longer codes), not locked. Kept only until the
-    /// example servers' error mapping stops naming it.
+    /// stepped up (sent longer codes), not locked. Kept only until
+    /// `referral-http`'s error mapping stops naming it.
     #[doc(hidden)]
     #[error("this phone is locked after too many wrong codes")]
     Locked {
@@ -262,8 +262,8 @@ pub enum VerifyError {
         retry_after: Duration,
     },
     /// Never returned any more: a phone that took too many wrong guesses is
-    /// stepped up (sent longer codes), not locked. Kept only until the
-    /// example servers' error mapping stops naming it.
+    /// stepped up (sent longer codes), not locked. Kept only until
+    /// `referral-http`'s error mapping stops naming it.
     #[doc(hidden)]
     #[error("this phone is locked after too many wrong codes")]
     Locked {
@@ -698,8 +698,8 @@ impl ReferralService {
     /// and invite code. A code verifies once.
     ///
     /// # Errors
-    /// [`VerifyError`]: a wrong, missing, expired or burned code, or the
-    /// store.
+    /// [`VerifyError`]: a wrong, missing, expired or burned code, a blocked
+    /// user, no free invite code for a new user, or the store.
     pub async fn verify_code(
         &self,
         phone: &PhoneNumber,

@@ -129,11 +129,14 @@ pub enum ApproveOutcome {
 /// (in the same outbox as [`ReferralStore::events_after`](crate::store::ReferralStore::events_after)
 /// reads) are part of its contract.
 ///
-/// **Blocked users (hook).** When users can be blocked, `record_conversion`
-/// will make no reward for a blocked referee or referrer, and
-/// `approve_due_rewards` will skip the pending rewards of blocked users;
-/// both are decided inside these same operations (the block is read under
-/// the same lock / in the same statement), so no method signature changes.
+/// **Blocked users.** In a store that also implements
+/// [`OperatorStore`](crate::store::OperatorStore), a conversion of a blocked
+/// referee, or of a referee of a blocked referrer, does not qualify in
+/// `record_conversion` (it is recorded, earns nothing), and
+/// `approve_due_rewards` skips the pending rewards of blocked users; both
+/// are decided inside these same operations (the block is read under the
+/// same lock / in the same statement). [`crate::operator`] lists what a
+/// block does.
 ///
 /// Implementations MUST make each method one atomic step with respect to
 /// every other call of this trait and of `ReferralStore`, from any process
