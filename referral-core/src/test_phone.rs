@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use crate::otp::{OtpCode, OtpLength};
+use crate::otp::OtpCode;
 use crate::phone::PhoneNumber;
 
 /// Phones that are issued a fixed code instead of a random one, and sent no
@@ -109,12 +109,7 @@ impl TestPhones {
             let (phone, code) = entry.split_once(':').ok_or(TestPhonesError::Malformed(n))?;
             let phone =
                 PhoneNumber::parse(phone.trim(), None).map_err(|_| TestPhonesError::Phone(n))?;
-            let code = code.trim();
-            let length = u8::try_from(code.len())
-                .ok()
-                .and_then(|l| OtpLength::new(l).ok())
-                .ok_or(TestPhonesError::Code(phone))?;
-            let code = OtpCode::parse(code, length).map_err(|_| TestPhonesError::Code(phone))?;
+            let code = OtpCode::parse_any(code).map_err(|_| TestPhonesError::Code(phone))?;
             if phones.insert(phone, code).is_some() {
                 return Err(TestPhonesError::Duplicate(phone));
             }
