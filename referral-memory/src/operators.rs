@@ -16,13 +16,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use referral_core::store::{BlockOutcome, OperatorStore, UnblockOutcome, VoidOutcome};
 use referral_core::{
-    Block, DayStats, EventKind, LeaderboardEntry, Profile, ProgramTotals, Reason, ReferralCursor,
+    Block, DayStats, EventKind, LeaderboardEntry, ProgramTotals, Reason, ReferralCursor,
     ReferralExportBatch, ReferralExportRow, Referrer, RewardCursor, RewardExportBatch, RewardId,
     Stats, StoreError, UserCursor, UserDetail, UserId, UserQuery, UserSearchPage, UserSummary,
 };
 
 use crate::MemoryStore;
-use crate::users::{Graph, Ix};
+use crate::users::{Graph, Ix, RankKey};
 
 impl Graph {
     fn summary(&self, ix: Ix) -> UserSummary {
@@ -123,7 +123,7 @@ impl Graph {
             e.0 += 1;
             e.1 = e.1.max(at);
         }
-        let mut ranked: Vec<(std::cmp::Reverse<u64>, DateTime<Utc>, UserId, Ix)> = window
+        let mut ranked: Vec<RankKey> = window
             .into_iter()
             .map(|(ix, (n, latest))| (std::cmp::Reverse(n), latest, self.rec(ix).id, ix))
             .collect();
@@ -162,17 +162,11 @@ impl Graph {
     }
 
     fn export_referrals(&self, after: Option<ReferralCursor>, limit: usize) -> ReferralExportBatch {
-        let mut iter: Box<dyn Iterator<Item = &(DateTime<Utc>, UserId, Ix)>> = match after {
-            None => Box::new(self.activations.iter()),
-            Some(c) => {
-                let key = (c.activated_at(), c.user());
-                Box::new(
-                    self.activations
-                        .range((key.0, key.1, Ix::MAX)..)
-                        .filter(move |e| (e.0, e.1) > key),
-                )
-            }
-        };
+        // Every entry after the cursor's `(activated_at, user)`, whatever its index.
+        let from = after.map_or(Bound::Unbounded, |c| {
+            Bound::Excluded((c.activated_at(), c.user(), Ix::MAX))
+        });
+        let mut iter = self.activations.range((from, Bound::Unbounded));
         let rows: Vec<ReferralExportRow> = iter
             .by_ref()
             .take(limit)
@@ -200,18 +194,7 @@ impl Graph {
     fn detail(&self, ix: Ix, referrals: usize) -> UserDetail {
         let rec = self.rec(ix);
         UserDetail {
-            profile: Profile {
-                user: self.user(ix),
-                activated_invite_code: rec.referrer.map(|r| self.rec(r).code),
-                referral_count: rec.referrals.len() as u64,
-                referrals: rec
-                    .referrals
-                    .iter()
-                    .take(referrals)
-                    .map(|r| r.phone)
-                    .collect(),
-                rewards: Vec::new(),
-            },
+            profile: self.profile(ix, referrals),
             referrer: rec.referrer.map(|r| Referrer {
                 id: self.rec(r).id,
                 phone: self.rec(r).phone,

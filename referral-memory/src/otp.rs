@@ -126,6 +126,16 @@ impl<K: Hash + Eq + Ord + Copy, V: Expiring + Default> Shard<K, V> {
         }
     }
 
+    /// Drops every record whose deadline has passed, with its heap entry,
+    /// and gives the memory back.
+    fn purge(&mut self, policy: &OtpPolicy, now: DateTime<Utc>) {
+        let Self { records, expiry } = self;
+        records.retain(|_, state| state.drop_at(policy) > now);
+        expiry.retain(|Reverse((_, k))| records.contains_key(k));
+        records.shrink_to_fit();
+        expiry.shrink_to_fit();
+    }
+
     /// The record of `key`, created (and put on the expiry heap) if absent.
     fn record(&mut self, key: K, now: DateTime<Utc>) -> &mut V {
         if !self.records.contains_key(&key) {
@@ -458,20 +468,10 @@ impl MemoryStore {
     /// docs); useful to free everything at once after a burst.
     pub fn purge_otp(&self, policy: &OtpPolicy, now: DateTime<Utc>) {
         for shard in &self.otp.phones {
-            let mut shard = lock(shard);
-            let Shard { records, expiry } = &mut *shard;
-            records.retain(|_, state| state.drop_at(policy) > now);
-            expiry.retain(|Reverse((_, k))| records.contains_key(k));
-            records.shrink_to_fit();
-            expiry.shrink_to_fit();
+            lock(shard).purge(policy, now);
         }
         for shard in &self.otp.clients {
-            let mut shard = lock(shard);
-            let Shard { records, expiry } = &mut *shard;
-            records.retain(|_, state| state.drop_at(policy) > now);
-            expiry.retain(|Reverse((_, k))| records.contains_key(k));
-            records.shrink_to_fit();
-            expiry.shrink_to_fit();
+            lock(shard).purge(policy, now);
         }
     }
 

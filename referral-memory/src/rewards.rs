@@ -10,6 +10,7 @@
 //! set of pending rewards).
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -867,17 +868,11 @@ impl Graph {
         after: Option<RewardCursor>,
         limit: usize,
     ) -> RewardExportBatch {
-        let set = &self.ledger.by_created;
-        let mut iter: Box<dyn Iterator<Item = &(DateTime<Utc>, RewardId, Rx)>> = match after {
-            None => Box::new(set.iter()),
-            Some(c) => {
-                let key = (c.created_at(), c.id());
-                Box::new(
-                    set.range((key.0, key.1, Rx::MAX)..)
-                        .filter(move |e| (e.0, e.1) > key),
-                )
-            }
-        };
+        // Every entry after the cursor's `(created_at, id)`, whatever its index.
+        let from = after.map_or(Bound::Unbounded, |c| {
+            Bound::Excluded((c.created_at(), c.id(), Rx::MAX))
+        });
+        let mut iter = self.ledger.by_created.range((from, Bound::Unbounded));
         let rows: Vec<RewardExportRow> = iter
             .by_ref()
             .take(limit)

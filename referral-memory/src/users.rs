@@ -50,8 +50,6 @@ pub(crate) struct UserRec {
     pub(crate) created_at: DateTime<Utc>,
     /// The operator's block, while it lasts.
     pub(crate) block: Option<Block>,
-    /// When the latest referral activated this user's code.
-    pub(crate) latest_referral: Option<DateTime<Utc>>,
     /// Whose code this user activated.
     pub(crate) referrer: Option<Ix>,
     /// When.
@@ -131,6 +129,24 @@ impl Graph {
         }
     }
 
+    /// The profile of `ix` with its first `referrals` referrals' phones
+    /// (balances are filled in by the service from `RewardStore::balances`).
+    pub(crate) fn profile(&self, ix: Ix, referrals: usize) -> Profile {
+        let rec = self.rec(ix);
+        Profile {
+            user: self.user(ix),
+            activated_invite_code: rec.referrer.map(|r| self.rec(r).code),
+            referral_count: rec.referrals.len() as u64,
+            referrals: rec
+                .referrals
+                .iter()
+                .take(referrals)
+                .map(|r| r.phone)
+                .collect(),
+            rewards: Vec::new(),
+        }
+    }
+
     fn event(&self, i: usize) -> Event {
         let rec = &self.events[i];
         let kind = match &rec.kind {
@@ -160,17 +176,19 @@ impl Graph {
     }
 
     /// Moves `owner` to its place in the ranking after it gained a referral
-    /// activated at `at` (its list already holds it).
-    fn rank(&mut self, owner: Ix, at: DateTime<Utc>) {
+    /// (its list already holds it; `old_latest` is when its latest referral
+    /// activated before that one). A list is sorted by activation time, so
+    /// its last entry is the latest referral.
+    fn rank(&mut self, owner: Ix, old_latest: Option<DateTime<Utc>>) {
         let rec = &self.users[owner as usize];
         let count = rec.referrals.len() as u64;
-        if let Some(old) = rec.latest_referral {
+        if let Some(old) = old_latest {
             self.ranking
                 .remove(&(Reverse(count - 1), old, rec.id, owner));
         }
-        let latest = rec.latest_referral.map_or(at, |old| old.max(at));
-        self.ranking.insert((Reverse(count), latest, rec.id, owner));
-        self.users[owner as usize].latest_referral = Some(latest);
+        if let Some(latest) = rec.referrals.last().map(|r| r.activated_at) {
+            self.ranking.insert((Reverse(count), latest, rec.id, owner));
+        }
     }
 
     /// Whether `ancestor` referred `ix`, directly or through a chain.
@@ -226,7 +244,6 @@ impl ReferralStore for MemoryStore {
             activated_at: None,
             referrals: Vec::new(),
             block: None,
-            latest_referral: None,
         });
         g.by_phone_text.insert(phone.to_e164(), ix);
         g.count_day(user.created_at, DayField::Users);
@@ -250,19 +267,7 @@ impl ReferralStore for MemoryStore {
         let Some(&ix) = g.by_id.get(&id) else {
             return Ok(None);
         };
-        let rec = g.rec(ix);
-        Ok(Some(Profile {
-            user: g.user(ix),
-            activated_invite_code: rec.referrer.map(|r| g.rec(r).code),
-            referral_count: rec.referrals.len() as u64,
-            referrals: rec
-                .referrals
-                .iter()
-                .take(referrals)
-                .map(|r| r.phone)
-                .collect(),
-            rewards: Vec::new(),
-        }))
+        Ok(Some(g.profile(ix, referrals)))
     }
 
     async fn activate_invite(
@@ -325,6 +330,7 @@ impl ReferralStore for MemoryStore {
             _ => list.len(),
         };
         let referrer = owner_rec.id;
+        let old_latest = list.last().map(|r| r.activated_at);
         let entry = Referral {
             user,
             phone: g.rec(ix).phone,
@@ -332,7 +338,7 @@ impl ReferralStore for MemoryStore {
             converted: false,
         };
         g.users[owner as usize].referrals.insert(pos, entry);
-        g.rank(owner, now);
+        g.rank(owner, old_latest);
         g.activations.insert((now, user, ix));
         g.count_day(now, DayField::Activations);
         g.users[ix as usize].referrer = Some(owner);
