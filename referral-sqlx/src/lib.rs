@@ -1,9 +1,10 @@
 //! # referral-sqlx
 //!
-//! [`PgStore`]: a PostgreSQL implementation of every store port of
+//! [`PgStore`]: a PostgreSQL implementation of the store ports of
 //! [`referral_core`] ([`OtpStore`](referral_core::store::OtpStore),
 //! [`ReferralStore`](referral_core::store::ReferralStore) and
-//! [`RewardStore`](referral_core::store::RewardStore)) on sqlx 0.8.
+//! [`RewardStore`](referral_core::store::RewardStore); not yet
+//! [`OperatorStore`](referral_core::store::OperatorStore)) on sqlx 0.8.
 //!
 //! It is the store to run many stateless server processes on: every rule of
 //! the ports (one activation per user, no referral cycle, unique invite codes,
@@ -61,6 +62,7 @@
 mod error;
 mod otp;
 mod rewards;
+mod row;
 mod users;
 
 use std::fmt;
@@ -92,6 +94,23 @@ pub struct PgStore {
 
 /// A query as this crate builds them.
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Runs `$query` with the executor method `$method` as `PgStore::fetch_one`
+/// describes: on the pool, or behind a transaction pooler unnamed, in a
+/// transaction of its own opened by the store's `pooler_begin`.
+macro_rules! run_query {
+    ($store:ident, $query:ident, $method:ident) => {
+        match &$store.pooler_begin {
+            None => $query.$method(&$store.pool).await,
+            Some(begin) => {
+                let mut tx = $store.pool.begin_with(begin.clone()).await?;
+                let out = $query.persistent(false).$method(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+        }
+    };
+}
 
 impl PgStore {
     /// A store for the database at `url`
@@ -198,15 +217,7 @@ impl PgStore {
     /// transaction pooler inside a transaction of its own (see
     /// [`PgStoreOptions::transaction_pooler`]).
     pub(crate) async fn fetch_one(&self, query: PgQuery<'_>) -> Result<PgRow, sqlx::Error> {
-        match &self.pooler_begin {
-            None => query.fetch_one(&self.pool).await,
-            Some(begin) => {
-                let mut tx = self.pool.begin_with(begin.clone()).await?;
-                let row = query.persistent(false).fetch_one(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(row)
-            }
-        }
+        run_query!(self, query, fetch_one)
     }
 
     /// Like [`fetch_one`](Self::fetch_one), for at most one row.
@@ -214,40 +225,17 @@ impl PgStore {
         &self,
         query: PgQuery<'_>,
     ) -> Result<Option<PgRow>, sqlx::Error> {
-        match &self.pooler_begin {
-            None => query.fetch_optional(&self.pool).await,
-            Some(begin) => {
-                let mut tx = self.pool.begin_with(begin.clone()).await?;
-                let row = query.persistent(false).fetch_optional(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(row)
-            }
-        }
+        run_query!(self, query, fetch_optional)
     }
 
     /// Like [`fetch_one`](Self::fetch_one), for every row.
     pub(crate) async fn fetch_all(&self, query: PgQuery<'_>) -> Result<Vec<PgRow>, sqlx::Error> {
-        match &self.pooler_begin {
-            None => query.fetch_all(&self.pool).await,
-            Some(begin) => {
-                let mut tx = self.pool.begin_with(begin.clone()).await?;
-                let rows = query.persistent(false).fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(rows)
-            }
-        }
+        run_query!(self, query, fetch_all)
     }
 
     /// Like [`fetch_one`](Self::fetch_one), for no row.
     pub(crate) async fn execute(&self, query: PgQuery<'_>) -> Result<(), sqlx::Error> {
-        match &self.pooler_begin {
-            None => query.execute(&self.pool).await.map(drop),
-            Some(begin) => {
-                let mut tx = self.pool.begin_with(begin.clone()).await?;
-                query.persistent(false).execute(&mut *tx).await?;
-                tx.commit().await
-            }
-        }
+        run_query!(self, query, execute).map(drop)
     }
 
     /// The pool, for an app's own queries (say a readiness probe).

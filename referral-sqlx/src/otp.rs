@@ -94,7 +94,6 @@ impl OtpStore for PgStore {
                 .bind(challenge.as_uuid()),
         )
         .await
-        .map(drop)
         .map_err(map)
     }
 

@@ -14,36 +14,16 @@ use referral_core::store::{
     ApproveOutcome, NewRewardIds, PayOutcome, RecordOutcome, ReverseOutcome, RewardStore,
 };
 use referral_core::{
-    Balance, Conversion, ConversionId, ConversionKind, ConversionUser, Currency, Money,
-    NewConversion, PayoutRef, PhoneNumber, ReversalId, Reward, RewardCursor, RewardId, RewardKind,
-    RewardPage, RewardPolicy, RewardStatus, StoreError, UserId,
+    Balance, Conversion, ConversionId, ConversionKind, ConversionUser, Money, NewConversion,
+    PayoutRef, PhoneNumber, ReversalId, Reward, RewardCursor, RewardId, RewardPage, RewardPolicy,
+    RewardStatus, StoreError, UserId,
 };
-use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::error::{corrupt, map};
+use crate::row::{conversion_id, currency, get, limit, payout_ref, reward_kind, some};
 use crate::{PgStore, micros};
-
-fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    row.try_get(column).map_err(map)
-}
-
-fn some<T>(value: Option<T>, column: &str) -> Result<T, StoreError> {
-    value.ok_or_else(|| corrupt(format_args!("{column} is missing")))
-}
-
-fn currency(text: &str) -> Result<Currency, StoreError> {
-    Currency::parse(text).map_err(|e| corrupt(format_args!("currency {text:?}: {e}")))
-}
-
-/// A SQL `bigint` limit from a `usize`, saturating.
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 /// The reward in the `r_*` columns, or `None` when they are NULL (a row
 /// carrying a conversion or an outcome without a reward).
@@ -58,9 +38,7 @@ pub(crate) fn reward_from(row: &PgRow) -> Result<Option<Reward>, StoreError> {
     let kind: String = some(get(row, "r_kind")?, "r_kind")?;
     let status: String = some(get(row, "r_status")?, "r_status")?;
     let conversion = get::<Option<String>>(row, "r_conversion")?
-        .map(|c| {
-            ConversionId::parse(&c).map_err(|e| corrupt(format_args!("conversion id {c:?}: {e}")))
-        })
+        .map(|c| conversion_id(&c))
         .transpose()?;
     let referral_phone = get::<Option<String>>(row, "r_referral_phone")?
         .map(|p| {
@@ -69,14 +47,12 @@ pub(crate) fn reward_from(row: &PgRow) -> Result<Option<Reward>, StoreError> {
         })
         .transpose()?;
     let payout_ref = get::<Option<String>>(row, "r_payout_ref")?
-        .map(|p| PayoutRef::parse(&p).map_err(|e| corrupt(format_args!("payout ref {p:?}: {e}"))))
+        .map(|p| payout_ref(&p))
         .transpose()?;
     Ok(Some(Reward {
         id: RewardId::from_uuid(id),
         user: UserId::from_uuid(some(get(row, "r_user")?, "r_user")?),
-        kind: kind
-            .parse::<RewardKind>()
-            .map_err(|_| corrupt(format_args!("reward kind {kind:?}")))?,
+        kind: reward_kind(&kind)?,
         amount: Money::new(some(get(row, "r_amount")?, "r_amount")?, cur),
         original_amount: Money::new(some(get(row, "r_original")?, "r_original")?, cur),
         status: status
@@ -102,8 +78,7 @@ fn conversion_from(row: &PgRow) -> Result<Conversion, StoreError> {
         "c_currency",
     )?)?;
     Ok(Conversion {
-        id: ConversionId::parse(&id)
-            .map_err(|e| corrupt(format_args!("conversion id {id:?}: {e}")))?,
+        id: conversion_id(&id)?,
         user: UserId::from_uuid(some(get(row, "c_user")?, "c_user")?),
         amount: Money::new(some(get(row, "c_amount")?, "c_amount")?, cur),
         kind: ConversionKind::parse(&kind)

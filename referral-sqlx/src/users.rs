@@ -11,15 +11,14 @@ use referral_core::store::{
     ActivationOutcome, InvitePolicy, NewUser, ReferralStore, RegisterOutcome,
 };
 use referral_core::{
-    ConversionId, Currency, Event, EventId, EventKind, InviteCode, Money, PayoutRef, PhoneNumber,
-    Profile, Referral, ReferralCursor, ReferralPage, ReversalId, RewardId, RewardKind, StoreError,
-    User, UserId,
+    ConversionId, Event, EventId, EventKind, InviteCode, Money, PhoneNumber, Profile, Referral,
+    ReferralCursor, ReferralPage, ReversalId, RewardId, StoreError, User, UserId,
 };
-use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::error::{corrupt, map};
+use crate::row::{conversion_id, currency, get, limit, payout_ref, reward_kind, some};
 use crate::{PgStore, int, micros};
 
 fn phone(text: &str) -> Result<PhoneNumber, StoreError> {
@@ -29,17 +28,6 @@ fn phone(text: &str) -> Result<PhoneNumber, StoreError> {
 
 fn code(text: &str) -> Result<InviteCode, StoreError> {
     InviteCode::parse(text).map_err(|e| corrupt(format_args!("invite code {text:?}: {e}")))
-}
-
-fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    row.try_get(column).map_err(map)
-}
-
-fn some<T>(value: Option<T>, column: &str) -> Result<T, StoreError> {
-    value.ok_or_else(|| corrupt(format_args!("{column} is missing")))
 }
 
 /// A `User` from the columns `id, phone, invite_code, created_at`.
@@ -56,11 +44,6 @@ fn user_from(row: &PgRow) -> Result<User, StoreError> {
             "created_at",
         )?,
     })
-}
-
-/// A SQL `bigint` limit from a `usize`, saturating.
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 const PROFILE: &str = "
@@ -343,15 +326,10 @@ fn event_from(row: &PgRow) -> Result<Event, StoreError> {
     let amount =
         || -> Result<i64, StoreError> { some(get::<Option<i64>>(row, "amount")?, "amount") };
     let money = || -> Result<Money, StoreError> {
-        let cur = text("currency")?;
-        let cur =
-            Currency::parse(&cur).map_err(|e| corrupt(format_args!("currency {cur:?}: {e}")))?;
-        Ok(Money::new(amount()?, cur))
+        Ok(Money::new(amount()?, currency(&text("currency")?)?))
     };
-    let conversion = || -> Result<ConversionId, StoreError> {
-        let id = text("conversion_id")?;
-        ConversionId::parse(&id).map_err(|e| corrupt(format_args!("conversion id {id:?}: {e}")))
-    };
+    let conversion =
+        || -> Result<ConversionId, StoreError> { conversion_id(&text("conversion_id")?) };
     let kind = match kind.as_str() {
         "user_registered" => EventKind::UserRegistered {
             user,
@@ -380,17 +358,12 @@ fn event_from(row: &PgRow) -> Result<Event, StoreError> {
                 amount: amount()?,
             }
         }
-        "reward_created" => {
-            let kind = text("reward_kind")?;
-            EventKind::RewardCreated {
-                reward: reward()?,
-                user,
-                kind: kind
-                    .parse::<RewardKind>()
-                    .map_err(|_| corrupt(format_args!("reward kind {kind:?}")))?,
-                amount: money()?,
-            }
-        }
+        "reward_created" => EventKind::RewardCreated {
+            reward: reward()?,
+            user,
+            kind: reward_kind(&text("reward_kind")?)?,
+            amount: money()?,
+        },
         "reward_adjusted" => EventKind::RewardAdjusted {
             reward: reward()?,
             user,
@@ -404,15 +377,11 @@ fn event_from(row: &PgRow) -> Result<Event, StoreError> {
             reward: reward()?,
             user,
         },
-        "reward_paid" => {
-            let payout = text("payout_ref")?;
-            EventKind::RewardPaid {
-                reward: reward()?,
-                user,
-                payout_ref: PayoutRef::parse(&payout)
-                    .map_err(|e| corrupt(format_args!("payout ref {payout:?}: {e}")))?,
-            }
-        }
+        "reward_paid" => EventKind::RewardPaid {
+            reward: reward()?,
+            user,
+            payout_ref: payout_ref(&text("payout_ref")?)?,
+        },
         other => return Err(corrupt(format_args!("event kind {other:?}"))),
     };
     Ok(Event {

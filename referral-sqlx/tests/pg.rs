@@ -192,6 +192,35 @@ async fn upgrading_to_one_call_verify_asks_live_codes_again_without_charging() {
 /// Every lookup in the rule functions goes through an index (migration 4),
 /// even on tables small enough for the planner to prefer a sequential scan —
 /// a plan a session would otherwise keep while the table grows.
+/// Sequential scans of this crate's tables by the transaction `tx`'s
+/// backend so far. Read twice in one transaction on one connection:
+/// pg_stat_xact_user_tables counts the scans of this backend not yet
+/// reported (those inside functions included); nothing is reported inside a
+/// transaction, so the difference between two reads in it is exactly what
+/// the calls between did.
+async fn seq_scans(tx: &mut sqlx::PgConnection) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables
+          WHERE relname LIKE 'referral%' ORDER BY relname",
+    )
+    .fetch_all(tx)
+    .await
+    .unwrap()
+}
+
+/// The tables scanned sequentially between two [`seq_scans`] reads, and how
+/// many times.
+fn scans_between<'a>(before: &[(String, i64)], after: &'a [(String, i64)]) -> Vec<(&'a str, i64)> {
+    after
+        .iter()
+        .map(|(table, n)| {
+            let was = before.iter().find(|(t, _)| t == table).map_or(0, |b| b.1);
+            (table.as_str(), n - was)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rule_functions_never_scan_whole_tables() {
     let _gate = SERVER.read().await;
@@ -203,14 +232,9 @@ async fn rule_functions_never_scan_whole_tables() {
     let key = OtpKey::generate(&rng);
     let code = OtpCode::parse("1234", OtpLength::default()).unwrap();
     let day = 86_400_000_000_i64;
-    // One transaction on one connection: pg_stat_xact_user_tables counts the
-    // scans of this backend not yet reported (those inside functions
-    // included); nothing is reported inside a transaction, so the difference
-    // between two reads in it is exactly what the calls between did.
-    const SEQ_SCANS: &str = "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables
-                              WHERE relname LIKE 'referral%' ORDER BY relname";
+    // One transaction on one connection (see `seq_scans`).
     let mut tx = store.pool().begin().await.unwrap();
-    let before: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
+    let before = seq_scans(&mut tx).await;
     for i in 0..12 {
         let p = phone(100 + i);
         let id = ChallengeId::generate(&rng);
@@ -258,15 +282,8 @@ async fn rule_functions_never_scan_whole_tables() {
             .await
             .unwrap();
     }
-    let after: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
-    let scans: Vec<(&str, i64)> = after
-        .iter()
-        .map(|(table, n)| {
-            let was = before.iter().find(|(t, _)| t == table).map_or(0, |b| b.1);
-            (table.as_str(), n - was)
-        })
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    let after = seq_scans(&mut tx).await;
+    let scans = scans_between(&before, &after);
     assert!(scans.is_empty(), "sequential scans: {scans:?}");
     tx.rollback().await.unwrap();
 }
@@ -953,11 +970,8 @@ async fn issues_prune_old_rows_of_other_phones_through_indexes() {
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
     assert_eq!(otp_rows(&store).await, [200, 200, 200, 200]);
 
-    // One transaction on one connection, as in
-    // rule_functions_never_scan_whole_tables; its own counting queries use
-    // the time indexes too, so any sequential scan is the store's.
-    const SEQ_SCANS: &str = "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables
-                              WHERE relname LIKE 'referral%' ORDER BY relname";
+    // One transaction on one connection (see `seq_scans`); its own counting
+    // queries use the time indexes too, so any sequential scan is the store's.
     const OLD_ROWS: &str = "SELECT (SELECT count(*) FROM referral_otp_codes WHERE expires_at < $1),
                                    (SELECT count(*) FROM referral_otp_sends WHERE sent_at < $1),
                                    (SELECT count(*) FROM referral_otp_failures WHERE at < $1),
@@ -971,7 +985,7 @@ async fn issues_prune_old_rows_of_other_phones_through_indexes() {
         .execute(&mut *tx)
         .await
         .unwrap();
-    let before: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
+    let before = seq_scans(&mut tx).await;
     let mut calls: i64 = 0;
     loop {
         let left: (i64, i64, i64, i64) = sqlx::query_as(OLD_ROWS)
@@ -1007,15 +1021,8 @@ async fn issues_prune_old_rows_of_other_phones_through_indexes() {
         calls += 1;
     }
     assert_eq!(calls, 25);
-    let after: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
-    let scans: Vec<(&str, i64)> = after
-        .iter()
-        .map(|(table, n)| {
-            let was = before.iter().find(|(t, _)| t == table).map_or(0, |b| b.1);
-            (table.as_str(), n - was)
-        })
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    let after = seq_scans(&mut tx).await;
+    let scans = scans_between(&before, &after);
     assert!(scans.is_empty(), "sequential scans: {scans:?}");
     tx.rollback().await.unwrap();
 }
@@ -1871,9 +1878,7 @@ async fn reward_functions_never_scan_whole_tables() {
     let alice = register(&store, &rng, 1).await;
     let policy = reward_policy();
     let mut tx = store.pool().begin().await.unwrap();
-    const SEQ_SCANS: &str = "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables
-                              WHERE relname LIKE 'referral%' ORDER BY relname";
-    let before: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
+    let before = seq_scans(&mut tx).await;
     for i in 0..12u64 {
         let u = UserId::generate(&rng);
         sqlx::query("SELECT * FROM referral_register($1, $2, $3, $4)")
@@ -1930,15 +1935,8 @@ async fn reward_functions_never_scan_whole_tables() {
             .await
             .unwrap();
     }
-    let after: Vec<(String, i64)> = sqlx::query_as(SEQ_SCANS).fetch_all(&mut *tx).await.unwrap();
-    let scans: Vec<(&str, i64)> = after
-        .iter()
-        .map(|(table, n)| {
-            let was = before.iter().find(|(t, _)| t == table).map_or(0, |b| b.1);
-            (table.as_str(), n - was)
-        })
-        .filter(|(_, n)| *n > 0)
-        .collect();
+    let after = seq_scans(&mut tx).await;
+    let scans = scans_between(&before, &after);
     assert!(scans.is_empty(), "sequential scans: {scans:?}");
     tx.rollback().await.unwrap();
 }
