@@ -269,8 +269,7 @@ impl From<RequestCodeError> for ApiError {
         let message = error.to_string();
         match error {
             RequestCodeError::Cooldown { retry_after }
-            | RequestCodeError::TooManySends { retry_after }
-            | RequestCodeError::Locked { retry_after } => {
+            | RequestCodeError::TooManySends { retry_after } => {
                 Self::too_many_requests(message, retry_after)
             }
             RequestCodeError::Sms(source) => {
@@ -305,7 +304,7 @@ impl From<VerifyError> for ApiError {
                 Self::new(401, "otp_invalid", message)
             }
             VerifyError::Expired => Self::new(401, "otp_expired", message),
-            VerifyError::CodeBurned { retry_after } | VerifyError::Locked { retry_after } => {
+            VerifyError::CodeBurned { retry_after } => {
                 Self::too_many_requests(message, retry_after)
             }
             VerifyError::InviteCodesExhausted => {

@@ -107,7 +107,8 @@ pub struct Settings {
     pub otp_max_sends_per_hour: u32,
 
     /// Wrong guesses for one phone in any rolling 24 h, across codes; past it
-    /// the phone is locked until the window frees.
+    /// the phone is stepped up, not locked: its live code is burned and every
+    /// code sent until the window frees is longer (8 digits).
     #[arg(long, env = "REFERRAL_OTP_MAX_FAILURES_PER_DAY", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub otp_max_failures_per_day: u32,
