@@ -290,13 +290,20 @@ impl JwtAuth {
     /// [`AuthError::Missing`], [`AuthError::Invalid`] or
     /// [`AuthError::Expired`].
     pub fn verify_authorization(&self, authorization: Option<&str>) -> Result<UserId, AuthError> {
-        let value = authorization.ok_or(AuthError::Missing)?.trim();
-        let (scheme, token) = value.split_once(' ').ok_or(AuthError::Invalid)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::Invalid);
-        }
-        self.verify(token.trim())
+        let value = authorization.ok_or(AuthError::Missing)?;
+        self.verify(bearer_credential(value).ok_or(AuthError::Invalid)?)
     }
+}
+
+/// The credential of an `Authorization` header value `Bearer <credential>`
+/// (the scheme in any case, surrounding spaces ignored); `None` for another
+/// scheme or no credential part. Access tokens and API keys are both read
+/// with it.
+pub(crate) fn bearer_credential(authorization: &str) -> Option<&str> {
+    let (scheme, credential) = authorization.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
 }
 
 #[async_trait]

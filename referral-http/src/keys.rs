@@ -7,7 +7,7 @@ use std::str::FromStr;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::auth::Headers;
+use crate::auth::{Headers, bearer_credential};
 use crate::error::ApiError;
 
 /// One API key: at least [`ApiKey::MIN_LEN`] bytes of visible ASCII.
@@ -109,10 +109,7 @@ impl ApiKeys {
     pub fn check(&self, headers: &dyn Headers) -> Result<(), ApiError> {
         let key = headers
             .get("authorization")
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
+            .and_then(bearer_credential)
             .ok_or_else(|| {
                 ApiError::unauthorized("missing API key: send Authorization: Bearer <api_key>")
             })?;
