@@ -256,12 +256,17 @@ impl From<PageLimitError> for ApiError {
 
 impl From<CursorError> for ApiError {
     fn from(_: CursorError) -> Self {
-        Self::new(
-            400,
-            "invalid_cursor",
-            "the cursor is not one this server gave out",
-        )
+        invalid_cursor()
     }
+}
+
+/// 400 `invalid_cursor`, for the cursor of any page.
+fn invalid_cursor() -> ApiError {
+    ApiError::new(
+        400,
+        "invalid_cursor",
+        "the cursor is not one this server gave out",
+    )
 }
 
 impl From<RequestCodeError> for ApiError {
@@ -389,11 +394,7 @@ impl From<CurrencyError> for ApiError {
 
 impl From<RewardCursorError> for ApiError {
     fn from(_: RewardCursorError) -> Self {
-        Self::new(
-            400,
-            "invalid_cursor",
-            "the cursor is not one this server gave out",
-        )
+        invalid_cursor()
     }
 }
 

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use referral_core::user::PageLimit;
 use referral_core::{
-    ConversionId, ConversionKind, ConversionUser, Currency, InviteCode, PayoutRef, PhoneNumber,
-    RecordConversion, ReferralCursor, ReversalId, RewardCursor, RewardId, UserId,
+    Conversion, ConversionId, ConversionKind, ConversionUser, Currency, InviteCode, PayoutRef,
+    PhoneNumber, RecordConversion, ReferralCursor, ReversalId, Reward, RewardCursor, RewardId,
+    UserId,
 };
 use serde::Serialize;
 
@@ -49,11 +50,7 @@ impl Reply {
     #[must_use]
     pub fn json<T: Serialize>(status: u16, body: &T) -> Self {
         match serde_json::to_vec(body) {
-            Ok(body) => Self {
-                status,
-                headers: Vec::new(),
-                body,
-            },
+            Ok(body) => Self::raw_json(status, body),
             Err(e) => {
                 tracing::error!(error = %e, "an answer could not be serialised");
                 ApiError::internal().into()
@@ -251,12 +248,7 @@ pub async fn activate_invite(
     )
 )]
 pub async fn referrals(api: &Api, user: UserId, query: Option<&str>) -> Result<Reply, ApiError> {
-    let query = Query::parse(query.unwrap_or_default());
-    let limit = page_limit(&query)?;
-    let cursor = match query.get("cursor") {
-        None => None,
-        Some(raw) => Some(ReferralCursor::parse(raw)?),
-    };
+    let (limit, cursor) = page_query(query, ReferralCursor::parse)?;
     let page = api.service().referrals(user, cursor, limit).await?;
     Ok(Reply::json(
         200,
@@ -267,10 +259,18 @@ pub async fn referrals(api: &Api, user: UserId, query: Option<&str>) -> Result<R
     ))
 }
 
-/// The `limit` of a page query: 1 to 500, default 50.
-fn page_limit(query: &Query) -> Result<PageLimit, ApiError> {
-    match query.get("limit") {
-        None => Ok(PageLimit::default()),
+/// The `limit` (1 to 500, default 50) and the `cursor` (read by `parse`) of
+/// a page's raw query string.
+fn page_query<C, E>(
+    query: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<C, E>,
+) -> Result<(PageLimit, Option<C>), ApiError>
+where
+    ApiError: From<E>,
+{
+    let query = Query::parse(query.unwrap_or_default());
+    let limit = match query.get("limit") {
+        None => PageLimit::default(),
         Some(raw) => {
             let n: u64 = raw.trim().parse().map_err(|_| {
                 ApiError::new(
@@ -279,9 +279,11 @@ fn page_limit(query: &Query) -> Result<PageLimit, ApiError> {
                     "limit must be a whole number from 1 to 500",
                 )
             })?;
-            Ok(PageLimit::new(n)?)
+            PageLimit::new(n)?
         }
-    }
+    };
+    let cursor = query.get("cursor").map(parse).transpose()?;
+    Ok((limit, cursor))
 }
 
 /// All the caller's rewards, newest first, page by page.
@@ -303,12 +305,7 @@ fn page_limit(query: &Query) -> Result<PageLimit, ApiError> {
     )
 )]
 pub async fn rewards(api: &Api, user: UserId, query: Option<&str>) -> Result<Reply, ApiError> {
-    let query = Query::parse(query.unwrap_or_default());
-    let limit = page_limit(&query)?;
-    let cursor = match query.get("cursor") {
-        None => None,
-        Some(raw) => Some(RewardCursor::parse(raw)?),
-    };
+    let (limit, cursor) = page_query(query, RewardCursor::parse)?;
     let page = api.service().rewards(user, cursor, limit).await?;
     Ok(Reply::json(
         200,
@@ -391,11 +388,16 @@ pub async fn record_conversion(
     let recorded = api.service().record_conversion(input).await?;
     Ok(Reply::json(
         if recorded.created { 201 } else { 200 },
-        &ConversionAnswer {
-            conversion: ConversionDto::from(&recorded.conversion),
-            rewards: recorded.rewards.iter().map(RewardDto::from).collect(),
-        },
+        &conversion_answer(&recorded.conversion, &recorded.rewards),
     ))
+}
+
+/// The answer of the conversion routes: the conversion and the rewards.
+fn conversion_answer(conversion: &Conversion, rewards: &[Reward]) -> ConversionAnswer {
+    ConversionAnswer {
+        conversion: ConversionDto::from(conversion),
+        rewards: rewards.iter().map(RewardDto::from).collect(),
+    }
 }
 
 /// The host reports a refund of a conversion (partial, or all that is left).
@@ -435,10 +437,7 @@ pub async fn reverse_conversion(
         .await?;
     Ok(Reply::json(
         200,
-        &ConversionAnswer {
-            conversion: ConversionDto::from(&reversed.conversion),
-            rewards: reversed.rewards.iter().map(RewardDto::from).collect(),
-        },
+        &conversion_answer(&reversed.conversion, &reversed.rewards),
     ))
 }
 
