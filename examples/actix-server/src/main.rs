@@ -5,11 +5,12 @@
 //! settings, the store and SMS sender choice and the pages from `referral-server-common`.
 //! This crate adds the pages' routes, serving and shutdown.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use actix_web::HttpServer;
-use referral_server_common::{Settings, Started, init_tracing, shutdown_signal};
+use referral_server_common::{
+    Settings, Started, announce_listening, init_tracing, shutdown_signal,
+};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -57,15 +58,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     tracing::info!(%addr, store, "serving");
-    {
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "listening on http://{addr}")
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            tracing::warn!("cannot write the `listening on` line to stdout");
-        }
-    }
+    announce_listening(addr);
     let approver = approver.spawn();
     let result = server.run().await;
     approver.stop().await;

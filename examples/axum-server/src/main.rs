@@ -8,10 +8,11 @@
 
 mod serve;
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
-use referral_server_common::{Settings, Started, init_tracing, shutdown_signal};
+use referral_server_common::{
+    Settings, Started, announce_listening, init_tracing, shutdown_signal,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -47,16 +48,7 @@ async fn main() -> ExitCode {
     };
     let router = referral_server::app(api, &settings);
     tracing::info!(%addr, store, "ready");
-    {
-        // The one line on stdout: tools and tests wait for it.
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "listening on http://{addr}")
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            tracing::warn!("could not write the listening line to stdout");
-        }
-    }
+    announce_listening(addr);
     let limits = serve::Limits {
         header_timeout: settings.header_timeout(),
         max_connections: usize::try_from(settings.max_connections).unwrap_or(usize::MAX),

@@ -11,7 +11,7 @@
 //!   authenticator, built into a [`referral_http::Api`];
 //! - [`Approver`]: the periodic approval of rewards whose hold has ended;
 //! - [`assets`]: the web page at `/` and the API reference at `/docs`;
-//! - [`init_tracing`] and [`shutdown_signal`].
+//! - [`init_tracing`], [`announce_listening`] and [`shutdown_signal`].
 //!
 //! Not published; not semver-stable.
 
@@ -37,6 +37,19 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// Writes the one line stdout carries, `listening on http://{addr}`, once
+/// the server is bound: tools and tests wait for it.
+pub fn announce_listening(addr: std::net::SocketAddr) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "listening on http://{addr}")
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        tracing::warn!("could not write the `listening on` line to stdout");
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM: the moment to stop accepting connections
