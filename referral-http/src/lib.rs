@@ -11,6 +11,8 @@
 //! | [`ApiError`] | the one mapping from the core's error enums to a status, the `{"error": {"code", "message"}}` envelope and `Retry-After` |
 //! | [`rules`] | JSON object bodies, body and header [`Limits`], the envelope for a framework's own error answers |
 //! | [`auth`] | the authentication port ([`Authenticator`]) and its default, HS256 bearer tokens ([`JwtAuth`]) |
+//! | [`keys`] | the API keys of the host backend's routes ([`ApiKeys`], compared in constant time) |
+//! | [`query`] | query strings read as the contract writes them (`?phone=+7…`) |
 //! | [`dto`] | the request and answer bodies |
 //! | [`openapi`] | the OpenAPI 3.1 document, built from the handlers' annotations |
 //!

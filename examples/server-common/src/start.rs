@@ -35,8 +35,10 @@ pub enum StartError {
 }
 
 /// Builds the service the settings describe: the in-memory store, or
-/// PostgreSQL (migrated) when `DATABASE_URL` is set; the simulated SMS
-/// sender (with its dev outbox when it is on); the JWT authenticator.
+/// PostgreSQL (migrated) when `DATABASE_URL` is set; the SMS sender of
+/// `REFERRAL_SMS_PROVIDER` ([`crate::provider::sms_sender`]: the simulated
+/// one with its dev outbox when that is on, or a real provider); the JWT
+/// authenticator; the API keys.
 ///
 /// # Errors
 /// [`StartError`] for bad settings or an unreachable database.
