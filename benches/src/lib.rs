@@ -1,12 +1,14 @@
 //! Shared pieces of the benchmarks: a bare baseline store doing the same work
 //! as `MemoryStore` with nothing of ours in the way, helpers to drive async
-//! store methods that never wait, PostgreSQL bench set-up ([`pg`]) and a
-//! protocol-counting proxy ([`proxy`]).
+//! store methods that never wait, PostgreSQL bench set-up ([`pg`]), a
+//! protocol-counting proxy ([`proxy`]) and the scale bins' interleaved
+//! medians ([`scale`]).
 
 pub mod baseline;
 pub mod pg;
 pub mod proxy;
 pub mod reward_baseline;
+pub mod scale;
 
 use std::future::Future;
 use std::pin::pin;

@@ -13,10 +13,10 @@
 //! and drops a database `referral_bench_*`); without it, it says it skips.
 #![allow(clippy::print_stdout)]
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use referral_benches::scale::trio;
 use referral_benches::{pg, phone, ready};
 use referral_core::store::{NewUser, ReferralStore};
 use referral_core::{InviteCode, InvitePolicy, ReferralCursor, UserId};
@@ -30,34 +30,6 @@ const PG_CALLS: usize = 2_000;
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time")
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
-}
-
-/// The median time of `calls` calls of `f` for each user (0: 10 referrals,
-/// 1: 100, 2: the big one), interleaved so that noise hits all alike.
-async fn trio<F, Fut>(calls: usize, f: F) -> [Duration; 3]
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for who in 0..3 {
-        for _ in 0..calls / 10 {
-            f(who).await; // warm-up
-        }
-    }
-    let mut times: [Vec<Duration>; 3] = Default::default();
-    for _ in 0..calls {
-        for (who, t) in times.iter_mut().enumerate() {
-            let start = Instant::now();
-            f(who).await;
-            t.push(start.elapsed());
-        }
-    }
-    times.map(median)
 }
 
 fn report(store: &str, what: &str, [small, mid, big]: [Duration; 3]) {
