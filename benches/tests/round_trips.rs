@@ -38,12 +38,11 @@ where
     proxy.counts.take()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_operations_cost_one_round_trip() {
-    let Some(url) = pg::database_url("round_trips") else {
-        return;
-    };
-    let options = pg::fresh_database(&url).await.expect("a bench database");
+/// A fresh bench database on the server of `url`: its options, a counting
+/// proxy in front of the server, and options reaching the database through
+/// the proxy.
+async fn proxied(url: &str) -> (PgConnectOptions, Proxy, PgConnectOptions) {
+    let options = pg::fresh_database(url).await.expect("a bench database");
     let upstream: SocketAddr = {
         let host = options.get_host();
         let host = if host == "localhost" {
@@ -56,12 +55,21 @@ async fn hot_operations_cost_one_round_trip() {
             .expect("DATABASE_URL's host must be an IP address for the proxy")
     };
     let proxy = Proxy::start(upstream).await.expect("a proxy");
-    let via_proxy = PgConnectOptions::from_str(&url)
+    let via_proxy = PgConnectOptions::from_str(url)
         .expect("a PostgreSQL URL")
         .host("127.0.0.1")
         .port(proxy.addr.port())
         .database(options.get_database().expect("a database name"))
         .ssl_mode(PgSslMode::Disable);
+    (options, proxy, via_proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_operations_cost_one_round_trip() {
+    let Some(url) = pg::database_url("round_trips") else {
+        return;
+    };
+    let (options, proxy, via_proxy) = proxied(&url).await;
 
     // 1..=100 users; 11..=100 activate user 1's code below, 2..=10 have codes.
     let admin = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
@@ -193,25 +201,7 @@ async fn reward_operations_cost_one_round_trip() {
     let Some(url) = pg::database_url("round_trips") else {
         return;
     };
-    let options = pg::fresh_database(&url).await.expect("a bench database");
-    let upstream: SocketAddr = {
-        let host = options.get_host();
-        let host = if host == "localhost" {
-            "127.0.0.1"
-        } else {
-            host
-        };
-        format!("{host}:{}", options.get_port())
-            .parse()
-            .expect("DATABASE_URL's host must be an IP address for the proxy")
-    };
-    let proxy = Proxy::start(upstream).await.expect("a proxy");
-    let via_proxy = PgConnectOptions::from_str(&url)
-        .expect("a PostgreSQL URL")
-        .host("127.0.0.1")
-        .port(proxy.addr.port())
-        .database(options.get_database().expect("a database name"))
-        .ssl_mode(PgSslMode::Disable);
+    let (options, proxy, via_proxy) = proxied(&url).await;
     // 1..=100 users; 2..=50 activated user 1's code.
     let admin = sqlx::PgPool::connect_with(options.clone()).await.unwrap();
     pg::insert_users(&admin, 1, 100, t0()).await.unwrap();
