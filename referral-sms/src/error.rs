@@ -28,23 +28,18 @@ impl ProviderError {
         Self::new(provider, "could not connect").with_source(source)
     }
 
-    pub(crate) fn timed_out(provider: &'static str, source: Option<reqwest::Error>) -> Self {
-        let mut e = Self::new(provider, "no answer in time").maybe_accepted();
+    pub(crate) fn timed_out(provider: &'static str, source: reqwest::Error) -> Self {
+        let mut e = Self::new(provider, "no answer in time")
+            .maybe_accepted()
+            .with_source(source);
         e.timed_out = true;
-        e.source = source;
         e
     }
 
-    pub(crate) fn interrupted(
-        provider: &'static str,
-        status: Option<u16>,
-        source: reqwest::Error,
-    ) -> Self {
-        let mut e = Self::new(provider, "the connection broke after the request was sent")
+    pub(crate) fn interrupted(provider: &'static str, source: reqwest::Error) -> Self {
+        Self::new(provider, "the connection broke after the request was sent")
             .maybe_accepted()
-            .with_source(source);
-        e.status = status;
-        e
+            .with_source(source)
     }
 
     pub(crate) fn new(provider: &'static str, detail: impl Into<String>) -> Self {

@@ -9,7 +9,7 @@
 //!   ([`RetryPolicy`]);
 //! - retries a bounded number of times, with exponential backoff and jitter,
 //!   only on failures that may pass: no connection, `429`, `5xx` and the
-//!   provider's own "try later" answers; never on `4xx`. A `Retry-After` is
+//!   provider's own "try later" answers; never on another `4xx`. A `Retry-After` is
 //!   waited out when it fits in the budget, and ends the send otherwise;
 //! - never sends a second SMS by retrying a request the provider may have
 //!   accepted, unless the provider deduplicates it (the webhook's
@@ -22,7 +22,8 @@
 //!   [`ProviderError`] inside saying which provider, status and code;
 //! - keeps credentials out of `Debug`, errors and logs, and never logs the
 //!   message text (it carries the code). Retries and failures are logged with
-//!   [`tracing`] at `WARN` (provider, attempt, status), nothing else;
+//!   [`tracing`] at `WARN` (provider, attempt, wait, the error with its
+//!   status), a send accepted after a retry at `INFO`, nothing else;
 //! - speaks HTTPS with rustls (reqwest's default provider, the platform's
 //!   certificate store); no OpenSSL.
 //!

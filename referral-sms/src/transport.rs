@@ -258,9 +258,9 @@ impl Transport {
             return Verdict::NotAccepted(ProviderError::connect(self.provider, e));
         }
         if e.is_timeout() {
-            return Verdict::MaybeAccepted(ProviderError::timed_out(self.provider, Some(e)));
+            return Verdict::MaybeAccepted(ProviderError::timed_out(self.provider, e));
         }
-        Verdict::MaybeAccepted(ProviderError::interrupted(self.provider, None, e))
+        Verdict::MaybeAccepted(ProviderError::interrupted(self.provider, e))
     }
 
     /// The wait before the next attempt: the backoff with jitter (half to
