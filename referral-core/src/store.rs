@@ -435,7 +435,11 @@ pub trait ReferralStore: Send + Sync + 'static {
     /// Up to `limit` outbox events after `after` (from the first when `None`),
     /// in id order. An event becomes readable only with the change it
     /// records, and never after a later id has been returned: a consumer that
-    /// passes the last id it saw misses nothing.
+    /// passes the last id it saw misses nothing. A store may hold an event
+    /// back while a write that began before it is still running (that is how
+    /// the order is kept), but once no write of the store is running, every
+    /// event of a finished operation is readable: the conformance kit reads
+    /// the events of what it just did.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.

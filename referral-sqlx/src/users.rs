@@ -281,15 +281,15 @@ impl ReferralStore for PgStore {
         // transaction, and only events below the horizon (of transactions
         // older than every one of this database still running) are returned:
         // one committing later has a larger id than any returned, so
-        // `id > after` misses nothing (migration 20261130020001).
+        // `id > after` misses nothing (migrations 20261130020001 and
+        // 20261130050001).
         let rows = self
             .fetch_all(
                 sqlx::query(
                     "SELECT id, at, kind, user_id, phone, invite_code, referrer_id, conversion_id,
                     reversal_id, reward_id, reward_kind, amount, currency, payout_ref
-               FROM referral_events
-              WHERE id > $1 AND id < referral_events_horizon()
-              ORDER BY id LIMIT $2",
+               FROM referral_events_after($1, $2)
+              ORDER BY id",
                 )
                 .bind(after)
                 .bind(limit(count)),

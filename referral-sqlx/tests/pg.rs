@@ -869,6 +869,67 @@ async fn events_become_visible_in_id_order_even_when_a_writer_is_slow() {
     assert_eq!(rest, events[1..]);
 }
 
+/// Once a write has returned and none is running, its event is readable at
+/// once, however busy the other databases of the cluster are: their
+/// transactions, running or ending while the reader decides, never hold
+/// this database's outbox back (migration 20261130050001; before it, one
+/// ending between the reader's snapshot and its look at pg_stat_activity
+/// did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_are_readable_at_once_while_other_databases_are_busy() {
+    let _gate = SERVER.read().await;
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    let Some(other) = common::create_database().await else {
+        return;
+    };
+    let busy = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(6)
+        .connect_with(other)
+        .await
+        .unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Short transactions with an xid each, back to back, in another database.
+    let churn: Vec<_> = (0..6)
+        .map(|_| {
+            let (busy, done) = (busy.clone(), Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut n = 0_u64;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    sqlx::query("SELECT pg_current_xact_id()")
+                        .execute(&busy)
+                        .await
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let rng = SeededRandom::new(9);
+    let mut last = None;
+    for n in 0..1000 {
+        let user = register(&store, &rng, n).await;
+        let events = store.events_after(last, 10).await.unwrap();
+        let ids: Vec<UserId> = events
+            .iter()
+            .map(|e| match &e.kind {
+                referral_core::EventKind::UserRegistered { user, .. } => *user,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, vec![user.id], "registration {n}");
+        last = events.last().map(|e| e.id);
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut transactions = 0;
+    for c in churn {
+        transactions += c.await.unwrap();
+    }
+    assert!(transactions > 0, "the other database was busy");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_stuck_behind_a_lock_times_out_as_unavailable() {
     let _gate = SERVER.read().await;
