@@ -5,7 +5,8 @@
 //! (`referral_otp_issue`, which also takes the client's lock when a
 //! per-client limit applies, keeps the step-up candidate for a stepped-up
 //! phone and prunes a few long-dead rows of other phones and clients,
-//! migration 20261130030001), `revoke_otp` (`referral_otp_revoke`) and
+//! migration 20261130030001, and charges a global budget to one of its 16
+//! shards under that shard's row lock, migration 20261130060001), `revoke_otp` (`referral_otp_revoke`) and
 //! `verify_otp` (`referral_otp_verify`, which compares the guess's hash
 //! itself, migration 3, and burns the live code at the step-up).
 

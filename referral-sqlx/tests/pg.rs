@@ -1185,6 +1185,231 @@ async fn purge_forgets_only_what_no_rule_needs() {
     assert!(store.events_after(Some(far), 10).await.unwrap().is_empty());
 }
 
+/// A challenge for `p` issued at `at`, with a fixed code.
+fn budget_challenge(rng: &SeededRandom, p: &PhoneNumber, at: DateTime<Utc>) -> NewChallenge {
+    let key = OtpKey::from_bytes(&[5u8; 32]).unwrap();
+    let code = OtpCode::parse("1234", OtpLength::default()).unwrap();
+    NewChallenge {
+        id: ChallengeId::generate(rng),
+        hash: key.hash(p, &code),
+        step_up_hash: key.hash(p, &code),
+        issued_at: at,
+        expires_at: at + TimeDelta::minutes(5),
+    }
+}
+
+/// Issues a code for `p` with a global budget of `budget` inside the open
+/// transaction `tx` (as `issue_otp` would, without committing); its outcome.
+async fn issue_in(
+    tx: &mut sqlx::PgConnection,
+    rng: &SeededRandom,
+    p: &PhoneNumber,
+    budget: i32,
+    at: DateTime<Utc>,
+) -> String {
+    let challenge = budget_challenge(rng, p, at);
+    sqlx::query_scalar(
+        "SELECT outcome FROM referral_otp_issue($1, $2, $3, $3, $4, $5, $4, NULL, 60000000,
+                3600000000, 5, 86400000000, 10, NULL, $6, 4, 8)",
+    )
+    .bind(p.to_e164())
+    .bind(challenge.id.as_uuid())
+    .bind(&challenge.hash.as_bytes()[..])
+    .bind(at)
+    .bind(challenge.expires_at)
+    .bind(budget)
+    .fetch_one(tx)
+    .await
+    .unwrap()
+}
+
+/// Charged sends of the global budget, per shard.
+async fn budget_shards(store: &PgStore) -> Vec<(i16, i64)> {
+    sqlx::query_as(
+        "SELECT shard, count(*) FROM referral_otp_global_sends GROUP BY shard ORDER BY shard",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+}
+
+/// The global send budget takes no cluster-wide lock: an issue held open in
+/// a transaction (its send charged to a shard, the shard's row locked until
+/// commit) makes no issue for another phone wait, from another pool. Twenty
+/// phones go through while it is open (were one to wait for it, it could
+/// never complete: the test commits only afterwards), some of them starting
+/// at the held shard, and nothing waits for a lock; their sends are spread
+/// over the shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_issue_makes_no_other_phone_wait_for_the_budget() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let rng = SeededRandom::new(31);
+    let mut policy = OtpPolicy::default();
+    policy.max_global_sends_per_window = Some(1000);
+    let mut open = a.pool().begin().await.unwrap();
+    assert_eq!(
+        issue_in(&mut open, &rng, &phone(0), 1000, t0()).await,
+        "issued"
+    );
+    for n in 1..=20 {
+        let p = phone(n);
+        let outcome = b
+            .issue_otp(&p, &budget_challenge(&rng, &p, t0()), None, &policy, t0())
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, IssueOutcome::Issued { .. }),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(lock_waits(&b).await, Vec::<String>::new());
+    open.commit().await.unwrap();
+    let shards = budget_shards(&b).await;
+    assert_eq!(shards.iter().map(|(_, n)| n).sum::<i64>(), 21, "{shards:?}");
+    assert!(shards.len() > 4, "{shards:?}");
+}
+
+/// Exact and never refusing early: with a budget of 16 (one place per
+/// shard), 15 sends charged and the 16th held open in a transaction, another
+/// phone's issue waits for the held shard instead of answering "spent"; when
+/// the held one rolls back it takes the place, and the next is refused with
+/// the time the oldest send leaves the window. Then one place frees and is
+/// taken once, however many phones race for it over two pools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_place_of_the_budget_is_waited_for_not_refused() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let rng = SeededRandom::new(32);
+    let mut policy = OtpPolicy::default();
+    policy.max_global_sends_per_window = Some(16);
+    let issue = |store: &PgStore, n: u64, at: DateTime<Utc>| {
+        let (store, p, policy) = (store.clone(), phone(n), policy.clone());
+        let challenge = budget_challenge(&rng, &p, at);
+        async move {
+            store
+                .issue_otp(&p, &challenge, None, &policy, at)
+                .await
+                .unwrap()
+        }
+    };
+    for n in 0..15 {
+        let at = t0() + TimeDelta::seconds(i64::try_from(n).unwrap());
+        assert!(matches!(
+            issue(&b, n, at).await,
+            IssueOutcome::Issued { .. }
+        ));
+    }
+    let now = t0() + TimeDelta::seconds(20);
+    let mut open = a.pool().begin().await.unwrap();
+    assert_eq!(
+        issue_in(&mut open, &rng, &phone(15), 16, now).await,
+        "issued"
+    );
+    let waiting = tokio::spawn(issue(&b, 16, now));
+    loop {
+        let waits = lock_waits(&b).await;
+        if !waits.is_empty() {
+            break;
+        }
+        assert!(!waiting.is_finished(), "{:?}", waiting.await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    open.rollback().await.unwrap();
+    assert!(matches!(
+        waiting.await.unwrap(),
+        IssueOutcome::Issued { .. }
+    ));
+    assert_eq!(
+        issue(&b, 17, now).await,
+        IssueOutcome::BudgetSpent {
+            retry_at: t0() + TimeDelta::hours(1)
+        }
+    );
+    assert_eq!(
+        budget_shards(&b).await,
+        (0..16).map(|s| (s, 1)).collect::<Vec<_>>()
+    );
+
+    // Phone 0's send leaves the window: one place, raced for by 20 phones.
+    let later = t0() + TimeDelta::hours(1);
+    let results = race(20, |i| {
+        let store = if i % 2 == 0 { &a } else { &b };
+        issue(store, 100 + i as u64, later)
+    })
+    .await;
+    let issued = results
+        .iter()
+        .filter(|r| matches!(r, IssueOutcome::Issued { .. }))
+        .count();
+    assert_eq!(issued, 1, "{results:?}");
+    let spent = IssueOutcome::BudgetSpent {
+        retry_at: t0() + TimeDelta::hours(1) + TimeDelta::seconds(1),
+    };
+    assert_eq!(
+        results.iter().filter(|r| **r == spent).count(),
+        19,
+        "phone 1's send leaves next: {results:?}"
+    );
+}
+
+/// Sends charged to the global budget before the sharded budget (migration
+/// 20261130060001) still count after it, exactly: a budget of 17 spent
+/// before the upgrade stays spent, and frees one place when the oldest send
+/// leaves the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrading_to_the_sharded_budget_keeps_every_charged_send() {
+    let _gate = SERVER.read().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    let store = PgStore::connect_with(common::test_options(connect))
+        .await
+        .unwrap();
+    let before = Migrator::new(MigrationsUpTo(20261130030001)).await.unwrap();
+    before.run(store.pool()).await.unwrap();
+    let rng = SeededRandom::new(33);
+    let mut policy = OtpPolicy::default();
+    policy.max_global_sends_per_window = Some(17);
+    let issue = |n: u64, at: DateTime<Utc>| {
+        let (store, p, policy) = (store.clone(), phone(n), policy.clone());
+        let challenge = budget_challenge(&rng, &p, at);
+        async move {
+            store
+                .issue_otp(&p, &challenge, None, &policy, at)
+                .await
+                .unwrap()
+        }
+    };
+    for n in 0..17 {
+        let at = t0() + TimeDelta::seconds(i64::try_from(n).unwrap());
+        assert!(matches!(issue(n, at).await, IssueOutcome::Issued { .. }));
+    }
+    store.migrate().await.unwrap();
+    let now = t0() + TimeDelta::seconds(20);
+    assert_eq!(
+        issue(17, now).await,
+        IssueOutcome::BudgetSpent {
+            retry_at: t0() + TimeDelta::hours(1)
+        }
+    );
+    let later = t0() + TimeDelta::hours(1);
+    assert!(matches!(
+        issue(18, later).await,
+        IssueOutcome::Issued { .. }
+    ));
+    assert_eq!(
+        issue(19, later).await,
+        IssueOutcome::BudgetSpent {
+            retry_at: later + TimeDelta::seconds(1)
+        }
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_killed_while_idle_are_replaced_without_failing_a_call() {
     let _gate = SERVER.read().await;
