@@ -20,6 +20,24 @@ const ALICE_TYPED: &str = "+7 (999) 555-01-01";
 const ALICE: &str = "+79995550101";
 /// The second person.
 const BOB: &str = "+79995550102";
+/// A third person, who logs in over the API only.
+const CAROL: &str = "+79995550103";
+
+/// The API key the host's backend sends in the rewards test.
+const API_KEY: &str = "browser-test-api-key-0123456789abcdef";
+
+/// The rewards test's server settings: an API key, a fixed 1000, 5 % and a welcome 300,
+/// all RUB, and the default 30-day hold (so the referrer's rewards stay pending).
+pub(crate) const REWARD_SETTINGS: &[(&str, &str)] = &[
+    ("REFERRAL_API_KEYS", API_KEY),
+    ("REFERRAL_REWARD_REFERRER_FIXED", "1000"),
+    ("REFERRAL_REWARD_REFERRER_BP", "500"),
+    ("REFERRAL_REWARD_WELCOME_FIXED", "300"),
+    ("REFERRAL_REWARD_CURRENCY", "RUB"),
+];
+
+/// The rewards the web page shows in one page of `#rewards` (see `index.html`).
+const REWARDS_PAGE: usize = 10;
 
 /// Checks, in the page, that every hook of API.md's "Web pages" is there and shaped as
 /// it says; returns the list of what is wrong.
@@ -182,6 +200,180 @@ pub(crate) async fn login_invite_referral_and_errors(client: &Client, base: &str
     page.assert_same_origin().await;
 }
 
+/// Rewards end to end: balances per currency, the reward list page by page, `converted`.
+pub(crate) async fn rewards_balances_list_and_converted(client: &Client, base: &str) {
+    let page = Page { client, base };
+    let host = Host::new(base);
+    page.open("/").await;
+    page.assert_hooks().await;
+    let alice_code = page.log_in(ALICE, ALICE).await;
+    page.wait_for("Alice's empty rewards", async || {
+        Ok((page.displayed("#no-rewards").await && page.rewards().await.is_empty()).then_some(()))
+    })
+    .await;
+    assert!(
+        !page.displayed("#reward-balances").await,
+        "a user with no rewards sees no balance table"
+    );
+    let alice_window = client.window().await.expect("the current window");
+
+    // Bob logs in and activates Alice's code: his welcome gift, approved at once.
+    let bob_window = client.new_window(false).await.expect("a new window").handle;
+    client
+        .switch_to_window(bob_window)
+        .await
+        .expect("switch to Bob's window");
+    client
+        .set_window_size(WINDOW_WIDTH, WINDOW_HEIGHT)
+        .await
+        .expect("a phone-sized window");
+    page.open("/").await;
+    page.log_in(BOB, BOB).await;
+    page.fill("invite_code", &alice_code).await;
+    page.submit("invite_code").await;
+    page.wait_text("#activated-invite-code", &alice_code).await;
+    page.wait_balances(&[["RUB", "0.00", "3.00", "0.00"]]).await;
+    let welcome = page
+        .wait_for("Bob's welcome gift in #rewards", async || {
+            let items = page.rewards().await;
+            Ok((items.len() == 1).then_some(items))
+        })
+        .await;
+    for part in [
+        "Welcome gift",
+        "3.00 RUB",
+        "Approved",
+        &format!("invited by {ALICE}"),
+    ] {
+        assert!(
+            welcome[0].contains(part),
+            "Bob's welcome reward shows {:?}, without {part:?}",
+            welcome[0]
+        );
+    }
+    page.assert_phone_size().await;
+    page.snapshot("8-welcome").await;
+
+    // Carol activates Alice's code too (over the API); only Bob buys.
+    host.log_in_and_activate(CAROL, &alice_code).await;
+    // Bob's orders: o1 earns Alice the fixed part and 5 %, the others 5 % each.
+    let mut conversions = vec![
+        ("o1".to_owned(), 3_000_000, "RUB"),
+        ("j1".to_owned(), 5_000, "JPY"),
+        ("k1".to_owned(), 12_345, "KWD"),
+    ];
+    conversions.extend((1..=8).map(|i| (format!("s{i}"), 1_000, "RUB")));
+    for (external_id, amount, currency) in conversions {
+        let (status, body) = host
+            .post(
+                "/api/server/conversions",
+                &json!({"external_id": external_id, "phone": BOB, "amount": amount,
+                        "currency": currency}),
+            )
+            .await;
+        assert_eq!(status, 201, "recording {external_id}: {body}");
+    }
+
+    // Alice refreshes: pending balances per currency, in major units by exponent
+    // (RUB 1000 + 150000 + 8 × 50 kopecks; JPY 250 yen; KWD 617 fils).
+    client
+        .switch_to_window(alice_window)
+        .await
+        .expect("switch to Alice's window");
+    let refresh = client
+        .find(Locator::XPath("//button[normalize-space()='Refresh']"))
+        .await
+        .expect("a 'Refresh' button");
+    refresh.click().await.expect("click 'Refresh'");
+    page.wait_balances(&[
+        ["JPY", "250", "0", "0"],
+        ["KWD", "0.617", "0.000", "0.000"],
+        ["RUB", "1,514.00", "0.00", "0.00"],
+    ])
+    .await;
+    let fits = client
+        .execute(
+            "const b = document.getElementById('balances-box'); \
+             return [b.scrollWidth, b.clientWidth];",
+            vec![],
+        )
+        .await
+        .expect("measure the balance table");
+    assert!(
+        fits[0].as_f64() <= fits[1].as_f64(),
+        "the balance table needs sideways scrolling on a phone: {fits}"
+    );
+    page.wait_for("Bob converted, Carol not, in #referrals", async || {
+        Ok(
+            (page.referrals().await == [format!("{BOB} converted"), CAROL.to_owned()])
+                .then_some(()),
+        )
+    })
+    .await;
+
+    // Her rewards, newest first, one page, then the next by its cursor.
+    let first = page
+        .wait_for("a full first page of #rewards", async || {
+            let items = page.rewards().await;
+            Ok((items.len() == REWARDS_PAGE).then_some(items))
+        })
+        .await;
+    for part in [
+        "Share of a purchase",
+        "0.50 RUB",
+        "Pending",
+        &format!("from {BOB}"),
+        "conversion s8",
+    ] {
+        assert!(
+            first[0].contains(part),
+            "the newest reward shows {:?}, without {part:?}",
+            first[0]
+        );
+    }
+    assert!(first[8].contains("0.617 KWD"), "{first:?}");
+    assert!(first[9].contains("250 JPY"), "{first:?}");
+    page.snapshot("9-rewards").await;
+    let more = client
+        .find(Locator::XPath(
+            "//button[normalize-space()='Show more rewards']",
+        ))
+        .await
+        .expect("a 'Show more rewards' button");
+    assert!(more.is_displayed().await.unwrap_or(false));
+    more.click().await.expect("click 'Show more rewards'");
+    let all = page
+        .wait_for("the second page of #rewards", async || {
+            let items = page.rewards().await;
+            Ok((items.len() == REWARDS_PAGE + 2).then_some(items))
+        })
+        .await;
+    assert_eq!(all[..REWARDS_PAGE], first[..], "the first page changed");
+    let oldest = &all[REWARDS_PAGE..];
+    assert!(
+        oldest
+            .iter()
+            .any(|r| r.contains("Referral bonus") && r.contains("10.00 RUB"))
+            && oldest
+                .iter()
+                .any(|r| r.contains("Share of a purchase") && r.contains("1,500.00 RUB")),
+        "o1's fixed and percentage rewards are not the oldest: {oldest:?}"
+    );
+    assert!(
+        oldest.iter().all(|r| r.contains("conversion o1")),
+        "{oldest:?}"
+    );
+    page.wait_for(
+        "'Show more rewards' hidden after the last page",
+        async || Ok((!page.displayed("#more-rewards").await).then_some(())),
+    )
+    .await;
+    assert_eq!(page.alert().await, "", "an error shows on the rewards page");
+    page.assert_phone_size().await;
+    page.assert_same_origin().await;
+    page.snapshot("10-all-rewards").await;
+}
+
 /// With the outbox off, the code form shows but `#dev-code` does not.
 pub(crate) async fn dev_code_hidden(client: &Client, base: &str) {
     let page = Page { client, base };
@@ -254,6 +446,91 @@ fn error_message(answer: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no error message in {answer}"))
         .to_owned()
+}
+
+/// The host's backend (and a user of the API), over plain HTTP to the server.
+#[derive(Debug)]
+struct Host<'a> {
+    http: reqwest::Client,
+    base: &'a str,
+}
+
+impl<'a> Host<'a> {
+    fn new(base: &'a str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base,
+        }
+    }
+
+    /// Sends `request`; answers the status and the JSON body.
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> (u16, Value) {
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let status = response.status().as_u16();
+        let body = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: not JSON: {e}"));
+        (status, body)
+    }
+
+    /// `POST path` with the API key, as the host's backend calls `/api/server/*`.
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(API_KEY)
+            .json(body);
+        self.send(request, &format!("POST {path}")).await
+    }
+
+    /// Logs `phone` in over the API (code from the dev outbox) and activates `code`.
+    async fn log_in_and_activate(&self, phone: &str, code: &str) {
+        let url = |path: &str| format!("{}{path}", self.base);
+        let (status, body) = self
+            .send(
+                self.http
+                    .post(url("/api/auth/code"))
+                    .json(&json!({"phone": phone})),
+                "POST /api/auth/code",
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let (status, sms) = self
+            .send(
+                // E.164: digits and a `+`, which a query must escape.
+                self.http.get(url(&format!(
+                    "/api/dev/sms?phone={}",
+                    phone.replace('+', "%2B")
+                ))),
+                "GET /api/dev/sms",
+            )
+            .await;
+        assert_eq!(status, 200, "{sms}");
+        let (status, login) = self
+            .send(
+                self.http
+                    .post(url("/api/auth/verify"))
+                    .json(&json!({"phone": phone, "code": sms["code"]})),
+                "POST /api/auth/verify",
+            )
+            .await;
+        assert_eq!(status, 200, "{login}");
+        let token = login["access_token"].as_str().expect("an access token");
+        let (status, body) = self
+            .send(
+                self.http
+                    .post(url("/api/profile/invite"))
+                    .bearer_auth(token)
+                    .json(&json!({"invite_code": code})),
+                "POST /api/profile/invite",
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
 }
 
 /// The page in the current window of the session.
@@ -430,6 +707,61 @@ impl Page<'_> {
             }
         }
         phones
+    }
+
+    /// The rows of the shown `#reward-balances` table, cell by cell (none when hidden).
+    async fn balances(&self) -> Result<Vec<Vec<String>>, CmdError> {
+        if !self.displayed("#reward-balances").await {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#reward-balances tbody tr')]\
+                 .map(r => [...r.cells].map(c => c.innerText.trim()));",
+                vec![],
+            )
+            .await?;
+        Ok(serde_json::from_value(rows).unwrap_or_default())
+    }
+
+    /// Waits until `#reward-balances` shows exactly `rows` (currency, pending,
+    /// approved, paid).
+    async fn wait_balances(&self, rows: &[[&str; 4]]) {
+        let expected: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| row.iter().map(|cell| (*cell).to_owned()).collect())
+            .collect();
+        let mut last = Vec::new();
+        let found = tokio::time::timeout(STEP, async {
+            loop {
+                if let Ok(rows) = self.balances().await {
+                    if rows == expected {
+                        return;
+                    }
+                    last = rows;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "#reward-balances shows {last:?}, not {expected:?}; the alert shows {:?}",
+            self.alert().await
+        );
+    }
+
+    /// The shown items of `#rewards`, their text with white space collapsed.
+    async fn rewards(&self) -> Vec<String> {
+        let mut items = Vec::new();
+        for item in self.find_all("#rewards li").await {
+            if item.is_displayed().await.unwrap_or(false) {
+                let text = item.text().await.unwrap_or_default();
+                items.push(text.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
+        items
     }
 
     /// The form holding the input named `input`.

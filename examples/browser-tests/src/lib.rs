@@ -39,6 +39,13 @@ macro_rules! browser_tests {
             $crate::web_page_login_invite_referral_and_errors($server_binary);
         }
 
+        /// The host records conversions with an API key; the page shows the reward
+        /// balances, the rewards page by page, and which referrals converted.
+        #[test]
+        fn web_page_rewards_balances_list_and_converted() {
+            $crate::web_page_rewards_balances_list_and_converted($server_binary);
+        }
+
         /// With the outbox off the page does not show a development code.
         #[test]
         fn web_page_hides_dev_code_when_outbox_is_off() {
@@ -91,6 +98,27 @@ pub fn web_page_login_invite_referral_and_errors(server_binary: &str) {
         async |client| {
             let server = process::Server::start(server_binary, true);
             flows::login_invite_referral_and_errors(client, server.base_url()).await;
+        },
+    );
+}
+
+/// Rewards end to end, with a server paying a fixed 1000, 5 % and a welcome 300 (RUB):
+/// Alice and Bob log in through the page and Bob activates Alice's code (his page shows
+/// the approved welcome gift); a third user activates it over the API; the host records
+/// Bob's conversions in RUB, JPY and KWD through `POST /api/server/conversions` with an
+/// API key; Alice's page shows the pending balance per currency in major units
+/// (`#reward-balances`), her rewards newest first with "Show more rewards" paging by
+/// cursor (`#rewards`), and Bob's referral marked `converted` while the other's is not.
+///
+/// # Panics
+/// When the page or the server does not behave so, or as
+/// [`web_page_login_invite_referral_and_errors`].
+pub fn web_page_rewards_balances_list_and_converted(server_binary: &str) {
+    with_browser(
+        "web_page_rewards_balances_list_and_converted",
+        async |client| {
+            let server = process::Server::start_with(server_binary, true, flows::REWARD_SETTINGS);
+            flows::rewards_balances_list_and_converted(client, server.base_url()).await;
         },
     );
 }

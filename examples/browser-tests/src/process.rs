@@ -114,6 +114,11 @@ impl Server {
     /// Starts `binary` with no SMS delay and the outbox on or off, and waits for its
     /// `listening on http://ADDR` line.
     pub(crate) fn start(binary: &str, dev_outbox: bool) -> Self {
+        Self::start_with(binary, dev_outbox, &[])
+    }
+
+    /// As [`Server::start`], with further settings (`REFERRAL_*` variables).
+    pub(crate) fn start_with(binary: &str, dev_outbox: bool, settings: &[(&str, &str)]) -> Self {
         let mut command = Command::new(binary);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("REFERRAL_") {
@@ -125,6 +130,7 @@ impl Server {
             .env("REFERRAL_LISTEN", "127.0.0.1:0")
             .env("REFERRAL_SMS_DELAY_MS", "0")
             .env("REFERRAL_DEV_OUTBOX", if dev_outbox { "1" } else { "0" })
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -142,8 +142,24 @@ mod tests {
             "id=\"referrals\"",
             "role=\"alert\"",
             "id=\"dev-code\"",
+            "id=\"reward-balances\"",
+            "id=\"rewards\"",
         ] {
             assert!(text.contains(hook), "index.html lacks {hook}");
+        }
+    }
+
+    #[test]
+    fn index_page_never_turns_data_into_markup() {
+        let text = std::str::from_utf8(index_page().body).expect("UTF-8");
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!text.contains(sink), "index.html uses {sink}");
         }
     }
 
