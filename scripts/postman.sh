@@ -11,9 +11,11 @@
 #      postman/node_modules (`npm ci`; needs Node.js and npm, nothing global);
 #   2. builds `referral-server` and `referral-server-actix` (debug);
 #   3. for each server: starts it on 127.0.0.1:0 with the in-memory store, no
-#      SMS delay and the dev outbox on, reads its address from the
-#      `listening on` line, runs newman with `baseUrl` set to it, then stops
-#      the server (SIGTERM; also on failure);
+#      SMS delay, the dev outbox on, an API key made for this run and the
+#      reward policy the collection's "Rewards" folder expects (fixed 1000,
+#      5 %, welcome 300, RUB), reads its address from the `listening on`
+#      line, runs newman with `baseUrl` and `apiKey` set, then stops the
+#      server (SIGTERM; also on failure);
 #   4. prints `NAME: N passed, N failed` (assertions) per server, and exits 1
 #      when newman failed on any of them.
 set -euo pipefail
@@ -41,6 +43,8 @@ echo "== building the servers"
 cargo build --quiet -p referral-server -p referral-server-actix --bins
 
 WORK=$(mktemp -d)
+# The key the collection sends on /api/server/*: random per run, 48 hex digits.
+API_KEY=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 SERVER_PID=
 stop_server() {
     if [[ -n "$SERVER_PID" ]]; then
@@ -62,6 +66,8 @@ start_server() {
     # A clean environment for the server: no inherited REFERRAL_* or DATABASE_URL.
     env -u DATABASE_URL $(env | sed -n 's/^\(REFERRAL_[A-Z_]*\)=.*/-u \1/p') \
         REFERRAL_LISTEN=127.0.0.1:0 REFERRAL_SMS_DELAY_MS=0 REFERRAL_DEV_OUTBOX=1 \
+        REFERRAL_API_KEYS="$API_KEY" REFERRAL_REWARD_REFERRER_FIXED=1000 \
+        REFERRAL_REWARD_REFERRER_BP=500 REFERRAL_REWARD_WELCOME_FIXED=300 \
         RUST_LOG=warn \
         "$1" >"$WORK/stdout" 2>"$WORK/stderr" &
     SERVER_PID=$!
@@ -88,7 +94,7 @@ for s in "${servers[@]}"; do
     echo "== newman against $bin at $BASE"
     set +e
     FORCE_COLOR=0 "$NEWMAN" run "$COLLECTION" \
-        --env-var "baseUrl=$BASE" \
+        --env-var "baseUrl=$BASE" --env-var "apiKey=$API_KEY" \
         --reporters cli,json --reporter-json-export "$WORK/$s.json" \
         --reporter-cli-no-success-assertions \
         --color=off \
