@@ -37,6 +37,21 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether a call that failed with `error` may be sent again as it is:
+/// PostgreSQL answered a serialization failure (`40001`: a standby
+/// cancelling a read that conflicts with recovery) or a deadlock (`40P01`:
+/// it aborted this transaction to break a lock cycle). Both come after the
+/// transaction was rolled back, so nothing of the call was written. Lost
+/// connections are not retried: a commit may have happened before the loss.
+pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code == "40001" || code == "40P01"),
+        _ => false,
+    }
+}
+
 /// SQLSTATEs that say "not now" rather than "wrong".
 fn unavailable_sqlstate(code: &str) -> bool {
     code.starts_with("08") // connection exception
@@ -74,8 +89,93 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::borrow::Cow;
+    use std::error::Error as StdError;
+
     use super::*;
+
+    /// A server error with this SQLSTATE, as sqlx reports one.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl StdError for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "test"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    pub(crate) fn sqlstate(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Sqlstate(code)))
+    }
+
+    #[test]
+    fn only_rolled_back_transactions_are_retried() {
+        for code in ["40001", "40P01"] {
+            assert!(is_retryable(&sqlstate(code)), "{code}");
+            // After the last attempt: Unavailable, never Internal.
+            assert!(map(sqlstate(code)).is_transient(), "{code}");
+        }
+        // Not retried: a lost connection may have lost a commit's answer;
+        // a timeout, a read-only standby or a pooler's refusal would only
+        // fail again (they are Unavailable); the rest are bugs.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!is_retryable(&sqlx::Error::Io(reset)));
+        assert!(!is_retryable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_retryable(&sqlx::Error::Protocol("cut".into())));
+        for code in ["57014", "25006", "08P01", "55P03", "23505", "XX000"] {
+            assert!(!is_retryable(&sqlstate(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn pooler_and_standby_errors_are_unavailable() {
+        // PgBouncer's own errors (query_wait_timeout, server_login_retry,
+        // "no more connections allowed") and a server restarting behind it.
+        for code in [
+            "08P01", "08006", "57P01", "53300", "25006", "40001", "40P01",
+        ] {
+            let mapped = map(sqlstate(code));
+            assert!(
+                matches!(mapped, StoreError::Unavailable(_)),
+                "{code}: {mapped:?}"
+            );
+        }
+        // A pooler closing the connection: mid-message, or before a reply.
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert!(matches!(
+            map(sqlx::Error::Io(eof)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            map(sqlx::Error::Protocol("unexpected end of stream".into())),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(map(sqlstate("42883")), StoreError::Internal(_)));
+    }
 
     #[test]
     fn connection_problems_are_unavailable() {

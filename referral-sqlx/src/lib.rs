@@ -70,8 +70,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use referral_core::StoreError;
+use sqlx::Execute;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 /// The migrations of this crate, embedded at build time. Run them with
 /// [`PgStore::migrate`], or with `MIGRATOR.run(&pool)` from an app's own
@@ -95,21 +96,97 @@ pub struct PgStore {
 /// A query as this crate builds them.
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
+/// A query taken apart so it can be sent again: its SQL, its encoded
+/// arguments and whether it is a named (cached) statement.
+struct Call<'q> {
+    sql: &'q str,
+    arguments: Option<PgArguments>,
+    persistent: bool,
+}
+
+impl<'q> Call<'q> {
+    fn new(mut query: PgQuery<'q>) -> Result<Self, sqlx::Error> {
+        let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
+        Ok(Self {
+            sql: query.sql(),
+            arguments,
+            persistent: Execute::persistent(&query),
+        })
+    }
+
+    /// The query, as built.
+    fn query(&self) -> PgQuery<'q> {
+        match &self.arguments {
+            Some(arguments) => sqlx::query_with(self.sql, arguments.clone()),
+            None => sqlx::query(self.sql),
+        }
+        .persistent(self.persistent)
+    }
+}
+
+/// Calls `attempt` until it succeeds or fails other than by a serialization
+/// failure or a deadlock ([`error::is_retryable`]), at most
+/// [`MAX_ATTEMPTS`] times, after a short jittered pause between attempts.
+///
+/// Safe because every call of this store is one statement in a transaction
+/// of its own (a plpgsql function call or one `SELECT`/`DELETE`): PostgreSQL
+/// answers these two errors after rolling the transaction back, so nothing
+/// of the failed attempt was written. A last failure is returned (and maps
+/// to [`StoreError::Unavailable`]).
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if tries < MAX_ATTEMPTS && error::is_retryable(&e) => {
+                tokio::time::sleep(backoff(tries)).await;
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Attempts of one call when it keeps failing with a serialization failure or
+/// a deadlock.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// The pause after failed attempt `tries` (1, 2, …): 5 ms doubling each
+/// time, times a random factor in [0.5, 1.5) so that the transactions that
+/// collided do not meet again.
+fn backoff(tries: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A randomly keyed hasher (std's RandomState) is the jitter's source.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let base = 5_000u64 << tries.saturating_sub(1).min(10);
+    Duration::from_micros(base / 2 + random % base)
+}
+
 /// Runs `$query` with the executor method `$method` as `PgStore::fetch_one`
 /// describes: on the pool, or behind a transaction pooler unnamed, in a
-/// transaction of its own opened by the store's `pooler_begin`.
+/// transaction of its own opened by the store's `pooler_begin`; sent again
+/// after a serialization failure or a deadlock ([`retrying`]).
 macro_rules! run_query {
-    ($store:ident, $query:ident, $method:ident) => {
-        match &$store.pooler_begin {
-            None => $query.$method(&$store.pool).await,
-            Some(begin) => {
-                let mut tx = $store.pool.begin_with(begin.clone()).await?;
-                let out = $query.persistent(false).$method(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(out)
+    ($store:ident, $query:ident, $method:ident) => {{
+        let call = &Call::new($query)?;
+        retrying(|| async move {
+            match &$store.pooler_begin {
+                None => call.query().$method(&$store.pool).await,
+                Some(begin) => {
+                    let mut tx = $store.pool.begin_with(begin.clone()).await?;
+                    let out = call.query().persistent(false).$method(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(out)
+                }
             }
-        }
-    };
+        })
+        .await
+    }};
 }
 
 impl PgStore {
@@ -215,7 +292,8 @@ impl PgStore {
 
     /// Runs `query` for its first row: straight on the pool, or behind a
     /// transaction pooler inside a transaction of its own (see
-    /// [`PgStoreOptions::transaction_pooler`]).
+    /// [`PgStoreOptions::transaction_pooler`]); again after a serialization
+    /// failure or a deadlock (see [`retrying`]).
     pub(crate) async fn fetch_one(&self, query: PgQuery<'_>) -> Result<PgRow, sqlx::Error> {
         run_query!(self, query, fetch_one)
     }
@@ -625,6 +703,60 @@ mod tests {
             .transaction_pooler(true)
             .session_options();
         assert_eq!(o.get_options(), None);
+    }
+
+    #[tokio::test]
+    async fn deadlocks_and_serialization_failures_are_tried_three_times() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let calls = AtomicU32::new(0);
+        // Two deadlocks, then success: the caller sees the success.
+        let result = retrying(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(error::tests::sqlstate("40P01")),
+                1 => Err(error::tests::sqlstate("40001")),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 2);
+        // Always a deadlock: three attempts, then the error.
+        calls.store(0, Ordering::SeqCst);
+        let result: Result<(), _> = retrying(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(error::tests::sqlstate("40P01"))
+        })
+        .await;
+        assert!(error::is_retryable(&result.unwrap_err()));
+        assert_eq!(calls.load(Ordering::SeqCst), MAX_ATTEMPTS);
+        // Anything else: one attempt.
+        for failure in [
+            error::tests::sqlstate("57014"),
+            error::tests::sqlstate("23505"),
+            sqlx::Error::PoolTimedOut,
+        ] {
+            calls.store(0, Ordering::SeqCst);
+            let failure = std::sync::Mutex::new(Some(failure));
+            let result: Result<(), _> = retrying(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(failure.lock().unwrap().take().unwrap())
+            })
+            .await;
+            assert!(result.is_err());
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+    }
+
+    #[test]
+    fn backoff_is_short_and_jittered() {
+        let pauses: Vec<Duration> = (0..50).map(|_| backoff(1)).collect();
+        assert!(
+            pauses
+                .iter()
+                .all(|p| (Duration::from_micros(2_500)..Duration::from_micros(7_500)).contains(p)),
+            "{pauses:?}"
+        );
+        assert!(pauses.iter().any(|p| *p != pauses[0]), "{pauses:?}");
+        assert!((Duration::from_millis(5)..Duration::from_millis(15)).contains(&backoff(2)));
     }
 
     #[test]

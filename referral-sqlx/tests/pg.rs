@@ -983,6 +983,21 @@ async fn a_call_stuck_behind_a_lock_times_out_as_unavailable() {
     );
 }
 
+/// A call PostgreSQL aborts to break a deadlock is sent again by the store
+/// (see `common::deadlocked_call_is_retried`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_aborted_by_a_deadlock_is_retried() {
+    let _gate = SERVER.read().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    let store = PgStore::connect_with(common::test_options(connect.clone()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    common::deadlocked_call_is_retried(&store, &connect).await;
+}
+
 /// Rows of `referral_otp_codes`, `_sends`, `_failures` and `_client_sends`.
 async fn otp_rows(store: &PgStore) -> [i64; 4] {
     let mut out = [0; 4];

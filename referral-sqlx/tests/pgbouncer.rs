@@ -108,3 +108,22 @@ async fn timeout_and_isolation_hold_through_the_pooler() {
         .unwrap();
     assert_eq!(outcome, ActivationOutcome::Activated { referrer: alice.id });
 }
+
+/// A call PostgreSQL aborts to break a deadlock is sent again through the
+/// pooler too (each attempt in a transaction of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_aborted_by_a_deadlock_is_retried_through_the_pooler() {
+    let Some(options) = common::pooled_options().await else {
+        return;
+    };
+    let store = PgStore::connect_with(options).await.unwrap();
+    store.migrate().await.unwrap();
+    let db = store
+        .pool()
+        .connect_options()
+        .get_database()
+        .unwrap()
+        .to_owned();
+    let direct = common::server_options().unwrap().database(&db);
+    common::deadlocked_call_is_retried(&store, &direct).await;
+}

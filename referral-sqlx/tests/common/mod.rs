@@ -5,6 +5,11 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta};
+use referral_core::otp::{ChallengeId, OtpCode, OtpKey, OtpLength, OtpPolicy};
+use referral_core::random::SeededRandom;
+use referral_core::store::{IssueOutcome, NewChallenge, OtpStore};
+use referral_core::{ClientAddress, PhoneNumber};
 use referral_sqlx::{PgStore, PgStoreOptions};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
@@ -147,4 +152,81 @@ pub async fn fresh_pooled_store() -> Option<PgStore> {
         .expect("connect");
     store.migrate().await.expect("migrate");
     Some(store)
+}
+
+/// Backends of `direct`'s database waiting for a lock.
+async fn lock_waits(direct: &mut PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid
+          WHERE NOT l.granted AND s.datname = current_database()",
+    )
+    .fetch_one(direct)
+    .await
+    .unwrap()
+}
+
+/// A call PostgreSQL aborts to break a deadlock is sent again by `store`, not
+/// answered with an error. A transaction (on a direct connection to the
+/// store's database, `direct`) holds a client's lock; the store's `issue_otp`
+/// for that client takes the phone's lock and waits for the client's; then
+/// the transaction asks for the phone's lock. The deadlock detector aborts
+/// the store's call (it waited first, so its `deadlock_timeout` runs out
+/// first; the transaction's session also raises its own where allowed). The
+/// transaction gets the phone's lock while the call is still pending, so the
+/// call's first transaction is gone; once the transaction commits, the call
+/// answers `Issued`, charged once.
+pub async fn deadlocked_call_is_retried(store: &PgStore, direct: &PgConnectOptions) {
+    let at = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+    let p: PhoneNumber = "+79990000001".parse().unwrap();
+    let client: ClientAddress = "203.0.113.9".parse().unwrap();
+    let code = OtpCode::parse("1234", OtpLength::default()).unwrap();
+    let key = OtpKey::from_bytes(&[5u8; 32]).unwrap();
+    let challenge = NewChallenge {
+        id: ChallengeId::generate(&SeededRandom::new(34)),
+        hash: key.hash(&p, &code),
+        step_up_hash: key.hash(&p, &code),
+        issued_at: at,
+        expires_at: at + TimeDelta::minutes(5),
+    };
+    let mut watch = PgConnection::connect_with(direct).await.unwrap();
+    let mut other = PgConnection::connect_with(direct).await.unwrap();
+    // Superusers only; the default (1 s for both) keeps the order anyway.
+    let _ = sqlx::query("SET deadlock_timeout = '60s'")
+        .execute(&mut other)
+        .await;
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('referral/client/' || $1, 0))")
+        .bind(client.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let call = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .issue_otp(&p, &challenge, Some(&client), &OtpPolicy::default(), at)
+                .await
+        })
+    };
+    while lock_waits(&mut watch).await == 0 {
+        assert!(!call.is_finished(), "{:?}", call.await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::query("SELECT referral_lock_phone($1)")
+        .bind(p.to_e164())
+        .execute(&mut *tx)
+        .await
+        .expect("the store's call is the deadlock's victim");
+    assert!(!call.is_finished(), "the call waits for its retry's turn");
+    tx.commit().await.unwrap();
+    let outcome = call.await.unwrap().expect("retried after the deadlock");
+    assert!(
+        matches!(outcome, IssueOutcome::Issued { .. }),
+        "{outcome:?}"
+    );
+    let sends: i64 = sqlx::query_scalar("SELECT count(*) FROM referral_otp_sends")
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+    assert_eq!(sends, 1);
 }
