@@ -301,6 +301,7 @@ where
         (status = 200, description = "A page", body = RewardsPage),
         (status = 400, description = "`invalid_limit`, `invalid_cursor`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     )
 )]
@@ -354,6 +355,7 @@ fn external<T>(
         (status = 409, description = "`conversion_conflict`: the `external_id` was recorded with other fields", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     )
 )]
@@ -418,6 +420,7 @@ fn conversion_answer(conversion: &Conversion, rewards: &[Reward]) -> ConversionA
         (status = 409, description = "`reversal_conflict`: this `reversal_id` was used with another amount", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     )
 )]
@@ -457,6 +460,7 @@ pub async fn reverse_conversion(
         (status = 409, description = "`reward_not_payable`: pending, voided, or paid under another `payout_ref`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     )
 )]

@@ -140,6 +140,22 @@ mod tests {
 
     /// The patterns of the document are the ones the code names, and they
     /// describe what the parsers of referral-core accept.
+    /// Every route sits behind the header-limit helper, so every operation
+    /// declares its 431 answer.
+    #[test]
+    fn every_operation_declares_the_header_limit_answer() {
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, item) in paths {
+            for (method, op) in item.as_object().unwrap() {
+                assert!(
+                    op["responses"].get("431").is_some(),
+                    "{method} {path} does not declare 431"
+                );
+            }
+        }
+    }
+
     #[test]
     fn patterns_match_the_parsers() {
         use referral_core::{InviteCode, PhoneNumber, ReferralCursor, RewardCursor};
