@@ -1,9 +1,10 @@
 //! Reward scale on PostgreSQL: a referrer with 1,000,000 rewards against one
 //! with 10 (and one with 100, whose pages are as long as the big one's):
 //! the profile as the service reads it with rewards on (`profile` then
-//! `balances`, two calls) and 50-item pages of `rewards` (the first page
-//! and one half-way through), medians of many interleaved calls, and the
-//! ratios big/10 (target ≤ 1.5) and big/100.
+//! `balances`, two calls) and pages of 10 and of 50 `rewards` (the first
+//! page and one half-way through), medians of many interleaved calls, and
+//! the ratios big/10 (target ≤ 1.5; like with like for the pages of 10) and
+//! big/100 (like with like for the pages of 50).
 //!
 //! ```sh
 //! DATABASE_URL=postgres://… cargo run --release -p referral-benches --bin reward-scale [-- REWARDS]
@@ -129,28 +130,32 @@ async fn measure(store: &PgStore, users: &[(UserId, RewardCursor)]) {
     })
     .await;
     report("profile + balances", t);
-    let t = trio(CALLS, |who| async move {
-        let page = store
-            .rewards(users[who].0, None, 50)
-            .await
-            .expect("page")
-            .expect("user");
-        assert_eq!(page.items.len(), if who == 0 { 10 } else { 50 });
-        std::hint::black_box(page);
-    })
-    .await;
-    report("rewards, first page", t);
-    let t = trio(CALLS, |who| async move {
-        let (id, cursor) = users[who];
-        let page = store
-            .rewards(id, Some(cursor), 50)
-            .await
-            .expect("page")
-            .expect("user");
-        std::hint::black_box(page);
-    })
-    .await;
-    report("rewards, middle page", t);
+    // Pages of 10 (as long for all three, so big/10 compares like with
+    // like) and of 50 (the 10-reward referrer's is 10 long: compare big/100).
+    for size in [10, 50] {
+        let t = trio(CALLS, |who| async move {
+            let page = store
+                .rewards(users[who].0, None, size)
+                .await
+                .expect("page")
+                .expect("user");
+            assert_eq!(page.items.len(), if who == 0 { 10 } else { size });
+            std::hint::black_box(page);
+        })
+        .await;
+        report(&format!("rewards, first page of {size}"), t);
+        let t = trio(CALLS, |who| async move {
+            let (id, cursor) = users[who];
+            let page = store
+                .rewards(id, Some(cursor), size)
+                .await
+                .expect("page")
+                .expect("user");
+            std::hint::black_box(page);
+        })
+        .await;
+        report(&format!("rewards, middle page of {size}"), t);
+    }
 }
 
 async fn postgres(url: &str, n: u64) {
