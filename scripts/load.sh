@@ -74,8 +74,11 @@ start_server() {
     # -u DATABASE_URL: the memory store must not inherit an exported
     # DATABASE_URL (the server would silently use PostgreSQL); the
     # PostgreSQL runs pass their own in "$@".
+    # REFERRAL_IP_MAX_SENDS_PER_HOUR=0: every client of the harness is
+    # 127.0.0.1, and the per-client limit (30 codes an hour) is not measured.
     env -u DATABASE_URL REFERRAL_LISTEN=127.0.0.1:0 \
         REFERRAL_JWT_SECRET=load-harness-secret-0123456789abcdef \
+        REFERRAL_IP_MAX_SENDS_PER_HOUR=0 \
         RUST_LOG=warn \
         "$@" "$server_bin" >"$out" 2>"$tmp/$name.err" &
     local pid=$!

@@ -44,12 +44,12 @@ use referral_http::dto::{
     CodeRequest, ConversionRequest, InviteRequest, PaidRequest, ReversalRequest, VerifyRequest,
 };
 use referral_http::handlers;
-use referral_http::referral_core::UserId;
+use referral_http::referral_core::{ClientAddress, UserId};
 use serde::de::DeserializeOwned;
 
 pub use referral_http::{
     self, Api, ApiBuilder, ApiError, AuthError, Authenticator, Credentials, Headers, JwtAuth,
-    JwtSecret, Limits, Reply, ServerCaller, referral_core,
+    JwtSecret, Limits, Reply, ServerCaller, TrustedProxies, referral_core,
 };
 
 pub mod middleware;
@@ -246,6 +246,37 @@ impl FromRequest for ServerKey {
     }
 }
 
+/// The client address of a request, for the per-client send limit of the
+/// code route: the socket's peer (`HttpRequest::peer_addr`), or, when the
+/// peer is one of the [`Api`]'s [`TrustedProxies`], the client its
+/// `X-Forwarded-For` names (see [`referral_http::client`]). `None` when
+/// actix knows no peer (a Unix socket): the code route then applies no
+/// per-client limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client(pub Option<ClientAddress>);
+
+impl Client {
+    /// The client of `req` by `api`'s rule.
+    #[must_use]
+    pub fn of(api: &Api, req: &HttpRequest) -> Self {
+        let peer = req.peer_addr().map(|addr| addr.ip());
+        let forwarded_for = req
+            .headers()
+            .get_all(referral_http::X_FORWARDED_FOR)
+            .map(HeaderValue::as_bytes);
+        Self(api.client_address(peer, forwarded_for))
+    }
+}
+
+impl FromRequest for Client {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        std::future::ready(api_of(req).map(|api| Self::of(&api, req)))
+    }
+}
+
 /// Reads a JSON object body under the [`Api`]'s [`Limits`]: 415 unless it
 /// is declared JSON, 413 past the body limit, 400 `invalid_json` or
 /// `invalid_body` (see [`referral_http::rules`]).
@@ -282,8 +313,9 @@ async fn request_code(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<Answer, Error> {
+    let client = Client::of(&api, &req);
     let body: CodeRequest = read_json(&req, body).await?;
-    Ok(Answer(handlers::request_code(&api, body).await?))
+    Ok(Answer(handlers::request_code(&api, client.0, body).await?))
 }
 
 async fn verify(

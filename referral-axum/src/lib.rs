@@ -39,8 +39,13 @@
 //! pass your [`Authenticator`] to [`Api::builder`]; [`AuthUser`] then uses it
 //! in your routes too.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
 use axum::Router;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::extract::{
+    ConnectInfo, FromRef, FromRequest, FromRequestParts, Path, RawQuery, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -50,12 +55,12 @@ use referral_http::dto::{
     CodeRequest, ConversionRequest, InviteRequest, PaidRequest, ReversalRequest, VerifyRequest,
 };
 use referral_http::handlers;
-use referral_http::referral_core::UserId;
+use referral_http::referral_core::{ClientAddress, UserId};
 use serde::de::DeserializeOwned;
 
 pub use referral_http::{
     self, Api, ApiBuilder, ApiError, AuthError, Authenticator, Credentials, Headers, JwtAuth,
-    JwtSecret, Limits, Reply, ServerCaller, referral_core,
+    JwtSecret, Limits, Reply, ServerCaller, TrustedProxies, referral_core,
 };
 
 pub mod middleware;
@@ -196,6 +201,39 @@ where
     }
 }
 
+/// The client address of a request, for the per-client send limit of the
+/// code route: the socket's peer (axum's [`ConnectInfo<SocketAddr>`], or
+/// its `MockConnectInfo` in tests), or, when the peer is one of the
+/// [`Api`]'s [`TrustedProxies`], the client its `X-Forwarded-For` names
+/// (see [`referral_http::client`]). `None` when the app is not served with
+/// connect info (`into_make_service_with_connect_info::<SocketAddr>()`):
+/// the code route then applies no per-client limit. Never rejects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client(pub Option<ClientAddress>);
+
+impl<S> FromRequestParts<S> for Client
+where
+    Api: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let peer = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let forwarded_for = parts
+            .headers
+            .get_all(referral_http::X_FORWARDED_FOR)
+            .iter()
+            .map(HeaderValue::as_bytes);
+        Ok(Self(
+            Api::from_ref(state).client_address(peer, forwarded_for),
+        ))
+    }
+}
+
 /// A JSON object body read under the [`Api`]'s [`Limits`]: 415 unless it is
 /// declared JSON, 413 past the body limit, 400 `invalid_json` or
 /// `invalid_body` (see [`referral_http::rules`]).
@@ -233,9 +271,10 @@ where
 
 async fn request_code(
     State(api): State<Api>,
+    Client(client): Client,
     JsonBody(body): JsonBody<CodeRequest>,
 ) -> Result<Answer, Error> {
-    Ok(Answer(handlers::request_code(&api, body).await?))
+    Ok(Answer(handlers::request_code(&api, client, body).await?))
 }
 
 async fn verify(

@@ -3,12 +3,14 @@
 //! involved.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use referral_core::{ReferralService, StubSmsSender, UserId};
+use referral_core::{ClientAddress, ReferralService, StubSmsSender, UserId};
 
 use crate::auth::{Authenticator, Headers};
+use crate::client::TrustedProxies;
 use crate::error::ApiError;
 use crate::keys::{ApiKey, ApiKeys};
 use crate::rules::Limits;
@@ -45,6 +47,7 @@ struct Inner {
     limits: Limits,
     health_timeout: Duration,
     api_keys: ApiKeys,
+    trusted_proxies: TrustedProxies,
     openapi: String,
 }
 
@@ -57,6 +60,7 @@ impl fmt::Debug for Api {
             .field("limits", &self.inner.limits)
             .field("health_timeout", &self.inner.health_timeout)
             .field("api_keys", &self.inner.api_keys)
+            .field("trusted_proxies", &self.inner.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +80,7 @@ pub struct ApiBuilder {
     limits: Limits,
     health_timeout: Duration,
     api_keys: ApiKeys,
+    trusted_proxies: TrustedProxies,
 }
 
 impl fmt::Debug for ApiBuilder {
@@ -86,6 +91,7 @@ impl fmt::Debug for ApiBuilder {
             .field("limits", &self.limits)
             .field("health_timeout", &self.health_timeout)
             .field("api_keys", &self.api_keys)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +131,14 @@ impl ApiBuilder {
         self
     }
 
+    /// The reverse proxies whose `X-Forwarded-For` names the client of a
+    /// request (default: none, and the socket's peer is the client). See
+    /// [`crate::client`].
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
     /// The [`Api`].
     #[must_use]
     pub fn build(self) -> Api {
@@ -137,6 +151,7 @@ impl ApiBuilder {
                 limits: self.limits,
                 health_timeout: self.health_timeout,
                 api_keys: self.api_keys,
+                trusted_proxies: self.trusted_proxies,
                 openapi,
             }),
         }
@@ -161,6 +176,7 @@ impl Api {
             limits: Limits::default(),
             health_timeout: Self::DEFAULT_HEALTH_TIMEOUT,
             api_keys: ApiKeys::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
@@ -192,6 +208,30 @@ impl Api {
     #[must_use]
     pub fn health_timeout(&self) -> Duration {
         self.inner.health_timeout
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    #[must_use]
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.inner.trusted_proxies
+    }
+
+    /// The client of a request, for the per-client send limit of the code
+    /// route: from the socket's `peer` and the request's `X-Forwarded-For`
+    /// field values (every header line, in order), by the rule of
+    /// [`crate::client`]. `None` when the host does not know the peer (e.g.
+    /// axum served without `ConnectInfo`, or a Unix socket): the code route
+    /// then applies no per-client limit and says so once in the logs.
+    #[must_use]
+    pub fn client_address<'a>(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded_for: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Option<ClientAddress> {
+        let peer = peer?;
+        Some(ClientAddress::from(
+            self.inner.trusted_proxies.client_ip(peer, forwarded_for),
+        ))
     }
 
     /// The OpenAPI document, serialised once at build.

@@ -48,7 +48,7 @@ pub struct CodeRequest {
 
 /// 202 of `POST /api/auth/code`.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[schema(example = json!({"phone": "+79991234567", "expires_in": 300, "retry_after": 60}))]
+#[schema(example = json!({"phone": "+79991234567", "expires_in": 300, "retry_after": 60, "code_length": 4}))]
 pub struct CodeSentResponse {
     /// The phone in E.164.
     pub phone: String,
@@ -56,6 +56,11 @@ pub struct CodeSentResponse {
     pub expires_in: u64,
     /// Seconds until this phone may ask for another code.
     pub retry_after: u64,
+    /// Digits of the code just sent: the configured length, or the step-up
+    /// length while the phone is stepped up (it spent its daily failure
+    /// budget).
+    #[schema(minimum = 4, maximum = 8)]
+    pub code_length: u8,
 }
 
 /// `POST /api/auth/verify`.

@@ -274,7 +274,8 @@ impl From<RequestCodeError> for ApiError {
         let message = error.to_string();
         match error {
             RequestCodeError::Cooldown { retry_after }
-            | RequestCodeError::TooManySends { retry_after } => {
+            | RequestCodeError::TooManySends { retry_after }
+            | RequestCodeError::ClientLimited { retry_after } => {
                 Self::too_many_requests(message, retry_after)
             }
             RequestCodeError::Sms(source) => {

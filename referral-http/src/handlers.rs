@@ -9,13 +9,13 @@
 //!
 //! Paths are relative to where the host mounts the routes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 use referral_core::user::PageLimit;
 use referral_core::{
-    Conversion, ConversionId, ConversionKind, ConversionUser, Currency, InviteCode, PayoutRef,
-    PhoneNumber, RecordConversion, ReferralCursor, ReversalId, Reward, RewardCursor, RewardId,
-    UserId,
+    ClientAddress, Conversion, ConversionId, ConversionKind, ConversionUser, Currency, InviteCode,
+    PayoutRef, PhoneNumber, RecordConversion, ReferralCursor, ReversalId, Reward, RewardCursor,
+    RewardId, UserId,
 };
 use serde::Serialize;
 
@@ -100,35 +100,58 @@ impl From<ApiError> for Reply {
 /// one. The send runs in its own task: a client that hangs up (or a request
 /// timeout) does not cut it off half-way, so a code that was issued is also
 /// sent (or revoked when the sender fails).
+///
+/// `client` is the request's client address ([`Api::client_address`]),
+/// charged with the per-client send limit; `None` (the host does not know
+/// the socket's peer) sends with no per-client limit, and logs a warning
+/// once per process.
 #[utoipa::path(
     post, path = "/api/auth/code", tag = "auth",
     request_body = CodeRequest,
     responses(
-        (status = 202, description = "The code was sent", body = CodeSentResponse),
+        (status = 202, description = "The code was sent; `code_length` is its number of digits (the step-up length while the phone is stepped up)", body = CodeSentResponse),
         (status = 400, description = "`invalid_phone`, `invalid_json`, `invalid_body`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 429, description = "`too_many_requests`: resend cooldown or hourly cap",
+        (status = 429, description = "`too_many_requests`: the phone's resend cooldown or hourly cap, or the client address's hourly limit (any phones)",
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "`sms_unavailable`: the sender failed, no usable code is left; `unavailable`: the store is down", body = ErrorBody),
         (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
 )]
-pub async fn request_code(api: &Api, body: CodeRequest) -> Result<Reply, ApiError> {
+pub async fn request_code(
+    api: &Api,
+    client: Option<ClientAddress>,
+    body: CodeRequest,
+) -> Result<Reply, ApiError> {
     let phone = api.service().parse_phone(&body.phone)?;
     let service = Arc::clone(api.service());
-    let sent = tokio::spawn(async move { service.request_code(&phone).await })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "the code request task failed");
-            ApiError::internal()
-        })??;
+    let send = async move {
+        match client {
+            Some(client) => service.request_code_from(&phone, client).await,
+            None => {
+                static WARNED: Once = Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "a code request without the client's address: no per-client send \
+                         limit (serve axum with ConnectInfo<SocketAddr>)"
+                    );
+                });
+                service.request_code(&phone).await
+            }
+        }
+    };
+    let sent = tokio::spawn(send).await.map_err(|e| {
+        tracing::error!(error = %e, "the code request task failed");
+        ApiError::internal()
+    })??;
     Ok(Reply::json(
         202,
         &CodeSentResponse {
             phone: sent.phone.to_string(),
             expires_in: sent.expires_in.as_secs(),
             retry_after: sent.retry_after.as_secs(),
+            code_length: sent.code_length.get(),
         },
     ))
 }
@@ -144,11 +167,11 @@ pub async fn request_code(api: &Api, body: CodeRequest) -> Result<Reply, ApiErro
     request_body = VerifyRequest,
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
-        (status = 400, description = "`invalid_phone`, `invalid_code` (not the configured number of digits), `invalid_json`, `invalid_body`", body = ErrorBody),
+        (status = 400, description = "`invalid_phone`, `invalid_code` (not 4 to 8 ASCII digits), `invalid_json`, `invalid_body`", body = ErrorBody),
         (status = 401, description = "`otp_invalid` (wrong code, or no live code), `otp_expired`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 429, description = "`too_many_requests`: the code's attempts are spent",
+        (status = 429, description = "`too_many_requests`: the code's attempts are spent (the guess that spends the phone's daily failure budget burns the live code too: the phone is stepped up, and later codes are longer)",
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "`unavailable`", body = ErrorBody),
         (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),

@@ -11,6 +11,7 @@
 //! | [`ApiError`] | the one mapping from the core's error enums to a status, the `{"error": {"code", "message"}}` envelope and `Retry-After` |
 //! | [`rules`] | JSON object bodies, body and header [`Limits`], the envelope for a framework's own error answers |
 //! | [`auth`] | the authentication port ([`Authenticator`]) and its default, HS256 bearer tokens ([`JwtAuth`]) |
+//! | [`client`] | the client address of a request (the socket's peer, or `X-Forwarded-For` from [`TrustedProxies`]) for the per-client send limit |
 //! | [`keys`] | the API keys of the host backend's routes ([`ApiKeys`], compared in constant time) |
 //! | [`query`] | query strings read as the contract writes them (`?phone=+7…`) |
 //! | [`dto`] | the request and answer bodies |
@@ -43,8 +44,10 @@
 //!     .dev_outbox(sms)
 //!     .build();
 //!
-//! // What a framework handler does: inputs in, one call, the reply out.
-//! let reply = handlers::request_code(&api, CodeRequest { phone: "+79991234567".into() }).await?;
+//! // What a framework handler does: inputs in, one call, the reply out. The
+//! // client is the socket's peer here (no trusted proxy, so the header is ignored).
+//! let client = api.client_address(Some([203, 0, 113, 7].into()), [&b"198.51.100.1"[..]]);
+//! let reply = handlers::request_code(&api, client, CodeRequest { phone: "+79991234567".into() }).await?;
 //! assert_eq!(reply.status, 202);
 //! # Ok(()) }
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(run()).unwrap();
@@ -61,6 +64,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod dto;
 pub mod error;
 pub mod handlers;
@@ -73,6 +77,7 @@ pub use api::{Api, ApiBuilder, ServerCaller};
 pub use auth::{
     AuthError, Authenticator, BearerToken, Credentials, Headers, JwtAuth, JwtSecret, JwtSecretError,
 };
+pub use client::{TrustedProxies, TrustedProxiesError, X_FORWARDED_FOR};
 pub use error::ApiError;
 pub use handlers::{JSON, Reply};
 pub use keys::{ApiKey, ApiKeyError, ApiKeys};

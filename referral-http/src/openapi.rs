@@ -69,19 +69,32 @@ pub fn json() -> String {
 }
 
 /// The document for a service configured with `config`: the login code's
-/// schema states the configured number of digits (the static document says
-/// 4 to 8, any length a service may be configured with).
+/// schema states the configured number of digits, up to the step-up length
+/// (a stepped-up phone's codes are longer); the static document says 4 to
+/// 8, any length a service may be configured with. `code_length` in the
+/// code route's answer is one of the two.
 #[must_use]
 pub fn json_for(config: &referral_core::Config) -> String {
     let Ok(mut doc) = serde_json::to_value(document()) else {
         return json();
     };
-    let digits = config.otp.length.get();
-    let code = &mut doc["components"]["schemas"]["VerifyRequest"]["properties"]["code"];
+    let (min, max) = (config.otp.length.get(), config.otp.step_up_length.get());
+    let schemas = &mut doc["components"]["schemas"];
+    let code = &mut schemas["VerifyRequest"]["properties"]["code"];
     if code.is_object() {
-        code["pattern"] = format!("^[0-9]{{{digits}}}$").into();
-        code["minLength"] = digits.into();
-        code["maxLength"] = digits.into();
+        code["pattern"] = if min == max {
+            format!("^[0-9]{{{min}}}$")
+        } else {
+            format!("^[0-9]{{{min},{max}}}$")
+        }
+        .into();
+        code["minLength"] = min.into();
+        code["maxLength"] = max.into();
+    }
+    let length = &mut schemas["CodeSentResponse"]["properties"]["code_length"];
+    if length.is_object() {
+        length["minimum"] = min.into();
+        length["maximum"] = max.into();
     }
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| json())
 }
@@ -234,6 +247,20 @@ mod tests {
     fn the_served_document_states_the_code_length() {
         let mut config = referral_core::Config::default();
         config.otp.length = referral_core::OtpLength::new(6).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&super::json_for(&config)).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let code = &schemas["VerifyRequest"]["properties"]["code"];
+        assert_eq!(code["pattern"], "^[0-9]{6,8}$");
+        assert_eq!(
+            (&code["minLength"], &code["maxLength"]),
+            (&6.into(), &8.into())
+        );
+        let length = &schemas["CodeSentResponse"]["properties"]["code_length"];
+        assert_eq!(
+            (&length["minimum"], &length["maximum"]),
+            (&6.into(), &8.into())
+        );
+        config.otp.step_up_length = referral_core::OtpLength::new(6).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&super::json_for(&config)).unwrap();
         let code = &doc["components"]["schemas"]["VerifyRequest"]["properties"]["code"];
         assert_eq!(code["pattern"], "^[0-9]{6}$");

@@ -1,19 +1,23 @@
 //! The accept loop, in place of `axum::serve` (which sets no header read
 //! timeout and no connection limit): hyper's HTTP/1 with a header read
 //! timeout, at most `max_connections` connections at once (past it, accepting
-//! waits), and a graceful shutdown that lets in-flight requests finish.
+//! waits), the peer's address in each request (axum's `ConnectInfo`, the
+//! client address of the per-client send limit), and a graceful shutdown
+//! that lets in-flight requests finish.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 
 /// The limits the accept loop enforces.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +45,6 @@ pub(crate) async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    let service = TowerToHyperService::new(router);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Past the limit, wait for a connection to close before accepting:
@@ -53,9 +56,9 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     if !matches!(
                         error.kind(),
@@ -71,7 +74,15 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        let conn = graceful.watch(
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)),
+        );
         tokio::spawn(async move {
             if let Err(error) = conn.await {
                 tracing::debug!(%error, "connection ended with an error");

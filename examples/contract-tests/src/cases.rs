@@ -8,12 +8,14 @@ pub use rewards::{
 };
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Backend, Ctx, PgProxy, SECRET, Server, User, enc, join_all, jwt, phone, unix_now, wrong_code,
+    Backend, Ctx, PgProxy, Resp, SECRET, Server, User, enc, join_all, jwt, phone, unix_now,
+    wrong_code,
 };
 
 fn assert_profile_shape(p: &Value) {
@@ -63,9 +65,34 @@ pub async fn bad_settings_refused(ctx: Ctx) {
         ("REFERRAL_DEFAULT_REGION", "XX"),
         ("REFERRAL_LISTEN", "not-an-address"),
         ("REFERRAL_OTP_MAX_ATTEMPTS", "0"),
+        ("REFERRAL_OTP_STEP_UP_LENGTH", "9"),
+        ("REFERRAL_OTP_STEP_UP_LENGTH", "3"),
+        ("REFERRAL_IP_MAX_SENDS_PER_HOUR", "many"),
+        ("REFERRAL_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("REFERRAL_TRUSTED_PROXIES", "10.0.0.1, proxy.internal"),
     ] {
         let code = ctx.start_fails(&[(key, value)]).await;
         assert_ne!(code, Some(0), "{key}={value} was accepted");
+    }
+    // The refusal names the setting.
+    for (env, names) in [
+        (
+            &[("REFERRAL_TRUSTED_PROXIES", "10.0.0.1,proxy.internal")][..],
+            &["trusted-proxies", "proxy.internal"][..],
+        ),
+        (
+            &[
+                ("REFERRAL_OTP_LENGTH", "6"),
+                ("REFERRAL_OTP_STEP_UP_LENGTH", "5"),
+            ],
+            &["REFERRAL_OTP_STEP_UP_LENGTH", "REFERRAL_OTP_LENGTH"],
+        ),
+    ] {
+        let (code, stderr) = ctx.start_fails_output(env).await;
+        assert_ne!(code, Some(0), "{env:?} was accepted");
+        for name in names {
+            assert!(stderr.contains(name), "{env:?}: {name} not in {stderr}");
+        }
     }
 }
 
@@ -94,14 +121,14 @@ pub async fn graceful_shutdown(ctx: Ctx) {
 
 // ---------------------------------------------------------------- POST /api/auth/code
 
-/// 202 with the E.164 phone, `expires_in` and `retry_after`.
+/// 202 with the E.164 phone, `expires_in`, `retry_after` and `code_length`.
 pub async fn request_code_accepted(ctx: Ctx) {
     let s = ctx.server(&[]).await;
     let r = s.request_code("+7 (999) 123-45-67").await;
     assert_eq!(r.status, 202, "{r:?}");
     assert_eq!(
         r.body,
-        json!({ "phone": "+79991234567", "expires_in": 300, "retry_after": 60 })
+        json!({ "phone": "+79991234567", "expires_in": 300, "retry_after": 60, "code_length": 4 })
     );
     // The outbox knows the code under the normalised phone, `+` as written.
     let sms = s.get("/api/dev/sms?phone=+79991234567").await;
@@ -123,7 +150,7 @@ pub async fn request_code_accepted(ctx: Ctx) {
     let r = s.request_code(&phone(1)).await;
     assert_eq!(
         r.body,
-        json!({ "phone": phone(1), "expires_in": 120, "retry_after": 30 })
+        json!({ "phone": phone(1), "expires_in": 120, "retry_after": 30, "code_length": 6 })
     );
     assert_eq!(s.outbox_code(&phone(1)).await.len(), 6);
 }
@@ -405,7 +432,13 @@ pub async fn phone_steps_up_after_daily_failures(ctx: Ctx) {
             .await
             .assert_error(401, Some("otp_invalid"));
     }
-    let code = s.send_code(&phone(1)).await;
+    let r = s.request_code(&phone(1)).await;
+    assert_eq!(
+        (r.status, &r.body["code_length"]),
+        (202, &json!(4)),
+        "{r:?}"
+    );
+    let code = s.outbox_code(&phone(1)).await;
     assert_eq!(code.len(), 4);
     // The third wrong guess answers 401 and counts; it steps the phone up and
     // burns this code, which had an attempt left.
@@ -418,12 +451,157 @@ pub async fn phone_steps_up_after_daily_failures(ctx: Ctx) {
         .assert_error(429, Some("too_many_requests"))
         .expect("Retry-After");
     assert!(secs <= 60, "{secs}");
-    let long = s.send_code(&phone(1)).await;
+    let r = s.request_code(&phone(1)).await;
+    assert_eq!(
+        (r.status, &r.body["code_length"]),
+        (202, &json!(8)),
+        "{r:?}"
+    );
+    let long = s.outbox_code(&phone(1)).await;
     assert_eq!(long.len(), 8, "stepped up");
     let r = s.verify(&phone(1), &long).await;
     assert_eq!(r.status, 200, "{r:?}");
     // Other phones are free, with short codes.
-    assert_eq!(s.send_code(&phone(2)).await.len(), 4);
+    let r = s.request_code(&phone(2)).await;
+    assert_eq!(
+        (r.status, &r.body["code_length"]),
+        (202, &json!(4)),
+        "{r:?}"
+    );
+    assert_eq!(s.outbox_code(&phone(2)).await.len(), 4);
+    // REFERRAL_OTP_STEP_UP_LENGTH sets the stepped-up length.
+    let s = ctx
+        .server(&[
+            ("REFERRAL_OTP_MAX_FAILURES_PER_DAY", "1"),
+            ("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0"),
+            ("REFERRAL_OTP_STEP_UP_LENGTH", "6"),
+        ])
+        .await;
+    let code = s.send_code(&phone(1)).await;
+    s.verify(&phone(1), &wrong_code(&code))
+        .await
+        .assert_error(401, Some("otp_invalid"));
+    let r = s.request_code(&phone(1)).await;
+    assert_eq!(
+        (r.status, &r.body["code_length"]),
+        (202, &json!(6)),
+        "{r:?}"
+    );
+    let code = s.outbox_code(&phone(1)).await;
+    assert_eq!(code.len(), 6);
+    assert_eq!(s.verify(&phone(1), &code).await.status, 200);
+}
+
+// ---------------------------------------------------------------- client addresses
+
+/// A loopback address `127.0.0.n` (a process's socket can be bound to any).
+fn peer(n: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, n])
+}
+
+/// Asserts the 429 of the per-client limit: `too_many_requests`, a
+/// `Retry-After` within the hour, and nothing sent to `phone`.
+async fn assert_client_limited(s: &Server, r: &Resp, phone: &str) {
+    let secs = r
+        .assert_error(429, Some("too_many_requests"))
+        .expect("Retry-After");
+    assert!((1..=3600).contains(&secs), "{secs}");
+    s.get(&format!("/api/dev/sms?phone={}", enc(phone)))
+        .await
+        .assert_error(404, Some("not_found"));
+}
+
+/// `REFERRAL_IP_MAX_SENDS_PER_HOUR=3`: one client address gets codes for 3
+/// phones in the hour; the 4th phone answers 429 `too_many_requests` with
+/// `Retry-After` and is sent nothing; another address is not limited.
+pub async fn client_send_limit(ctx: Ctx) {
+    let s = ctx.server(&[("REFERRAL_IP_MAX_SENDS_PER_HOUR", "3")]).await;
+    for i in 1..=3 {
+        let r = s.request_code_from(peer(2), None, &phone(i)).await;
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    let r = s.request_code_from(peer(2), None, &phone(4)).await;
+    assert_client_limited(&s, &r, &phone(4)).await;
+    let r = s.request_code_from(peer(3), None, &phone(4)).await;
+    assert_eq!(r.status, 202, "another address: {r:?}");
+    // The codes sent still log in.
+    let code = s.outbox_code(&phone(1)).await;
+    assert_eq!(s.verify(&phone(1), &code).await.status, 200);
+}
+
+/// A client that is not a trusted proxy cannot dodge its limit with
+/// `X-Forwarded-For`: without trusted proxies, and with proxies trusted
+/// that are not it, every header names the same client, its socket's peer.
+pub async fn forwarded_for_from_untrusted_peer_ignored(ctx: Ctx) {
+    for proxies in [None, Some("10.0.0.0/8, 127.0.0.9")] {
+        let mut env = vec![("REFERRAL_IP_MAX_SENDS_PER_HOUR", "2")];
+        env.extend(proxies.map(|p| ("REFERRAL_TRUSTED_PROXIES", p)));
+        let s = ctx.server(&env).await;
+        let spoofed = ["198.51.100.1", "198.51.100.2, 10.0.0.1", "127.0.0.9"];
+        for (i, header) in spoofed.iter().take(2).enumerate() {
+            let r = s
+                .request_code_from(peer(2), Some(header), &phone(i as u32))
+                .await;
+            assert_eq!(r.status, 202, "{proxies:?}: {r:?}");
+        }
+        let r = s
+            .request_code_from(peer(2), Some(spoofed[2]), &phone(9))
+            .await;
+        assert_client_limited(&s, &r, &phone(9)).await;
+    }
+}
+
+/// `REFERRAL_TRUSTED_PROXIES`: from a trusted peer, `X-Forwarded-For` read
+/// right to left, trusted hops skipped, names the client, each limited on
+/// its own; an entry the client wrote itself (left) changes nothing; IPv6
+/// clients are limited per /64; an unreadable header falls back to the
+/// nearest trusted hop, the proxy itself.
+pub async fn forwarded_for_from_trusted_proxy(ctx: Ctx) {
+    let s = ctx
+        .server(&[
+            ("REFERRAL_IP_MAX_SENDS_PER_HOUR", "2"),
+            ("REFERRAL_TRUSTED_PROXIES", "127.0.0.2, 10.0.0.0/8"),
+        ])
+        .await;
+    let proxy = peer(2);
+    let mut n = 0;
+    let mut send = async |header: &str| {
+        n += 1;
+        let p = phone(n);
+        (s.request_code_from(proxy, Some(header), &p).await, p)
+    };
+    // 203.0.113.7 twice (once behind a second trusted hop), then limited,
+    // whatever it writes on the left.
+    for header in ["203.0.113.7", "6.6.6.6, 203.0.113.7, 10.1.2.3"] {
+        let (r, _) = send(header).await;
+        assert_eq!(r.status, 202, "{header}: {r:?}");
+    }
+    let (r, p) = send("1.2.3.4, 203.0.113.7").await;
+    assert_client_limited(&s, &r, &p).await;
+    // Another client behind the same proxy has its own limit.
+    let (r, _) = send("203.0.113.8").await;
+    assert_eq!(r.status, 202, "{r:?}");
+    // IPv6: one /64 is one client.
+    for header in ["2001:db8:1:2::1", "2001:db8:1:2:ffff::2"] {
+        let (r, _) = send(header).await;
+        assert_eq!(r.status, 202, "{header}: {r:?}");
+    }
+    let (r, p) = send("2001:db8:1:2::3").await;
+    assert_client_limited(&s, &r, &p).await;
+    let (r, _) = send("2001:db8:1:3::1").await;
+    assert_eq!(r.status, 202, "another /64: {r:?}");
+    // Garbage from the proxy: the proxy is the client (two, then limited),
+    // shared with its requests that carry no header.
+    for header in ["unknown", "203.0.113.9, not-an-address"] {
+        let (r, _) = send(header).await;
+        assert_eq!(r.status, 202, "{header}: {r:?}");
+    }
+    n += 1;
+    let r = s.request_code_from(proxy, None, &phone(n)).await;
+    assert_client_limited(&s, &r, &phone(n)).await;
+    // A request from the client itself, not through the proxy: its peer.
+    let r = s.request_code_from(peer(3), None, &phone(99)).await;
+    assert_eq!(r.status, 202, "{r:?}");
 }
 
 // ---------------------------------------------------------------- tokens

@@ -15,12 +15,27 @@ use sqlx::Connection as _;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::in_process::{AppFactory, Transport};
+use crate::in_process::{AppFactory, PeerAddr, Transport};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 /// The JWT secret every spawned server gets (unless a case sets another), so
 /// cases can forge tokens and two servers can share a store.
 pub const SECRET: &str = "contract-suite-secret-0123456789abcdef";
+
+/// The settings every server of the suite gets unless a case sets them:
+/// no simulated SMS delay, the suite's JWT secret, and no per-client send
+/// limit (every request of a case comes from one loopback address; the
+/// cases of that limit set `REFERRAL_IP_MAX_SENDS_PER_HOUR` themselves).
+const DEFAULTS: [(&str, &str); 3] = [
+    ("REFERRAL_SMS_DELAY_MS", "0"),
+    ("REFERRAL_JWT_SECRET", SECRET),
+    ("REFERRAL_IP_MAX_SENDS_PER_HOUR", "0"),
+];
+
+/// The socket peer of in-process requests that name none: a loopback
+/// client, as a spawned server sees the suite.
+const LOOPBACK_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000);
 
 /// How long a server may take to print its `listening on` line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -186,7 +201,8 @@ impl Ctx {
     }
 
     /// A server on its own fresh store, with the suite's defaults
-    /// (`REFERRAL_SMS_DELAY_MS=0`, the suite's JWT secret) and `env` on top.
+    /// (`REFERRAL_SMS_DELAY_MS=0`, the suite's JWT secret,
+    /// `REFERRAL_IP_MAX_SENDS_PER_HOUR=0`) and `env` on top.
     pub async fn server(&self, env: &[(&str, &str)]) -> Server {
         let store = self.fresh_store().await;
         self.server_on(store.as_deref(), env).await
@@ -327,8 +343,7 @@ impl Server {
             }
         }
         cmd.env("REFERRAL_LISTEN", "127.0.0.1:0")
-            .env("REFERRAL_SMS_DELAY_MS", "0")
-            .env("REFERRAL_JWT_SECRET", SECRET)
+            .envs(DEFAULTS)
             .env(
                 "RUST_LOG",
                 std::env::var("CONTRACT_SERVER_LOG").unwrap_or_else(|_| "warn".to_owned()),
@@ -403,10 +418,7 @@ impl Server {
         store: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
-        let mut pairs = vec![
-            ("REFERRAL_SMS_DELAY_MS", "0"),
-            ("REFERRAL_JWT_SECRET", SECRET),
-        ];
+        let mut pairs = DEFAULTS.to_vec();
         if let Some(url) = store {
             pairs.push(("DATABASE_URL", url));
         }
@@ -480,6 +492,18 @@ impl Server {
     /// # Errors
     /// The client's error when no answer was read.
     pub async fn try_send(&self, req: reqwest::RequestBuilder) -> Result<Resp, reqwest::Error> {
+        self.try_send_from(LOOPBACK_PEER.ip(), req).await
+    }
+
+    /// Sends a request from `peer`: over a socket bound to `peer` for a
+    /// process (so `peer` must be a loopback address, `127.x.y.z`), as the
+    /// request's peer address for an app in this process. `req` must come
+    /// from [`Server::client_from`]`(peer)`.
+    async fn try_send_from(
+        &self,
+        peer: IpAddr,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Resp, reqwest::Error> {
         let started = Instant::now();
         let Some(app) = &self.app else {
             let res = req.send().await?;
@@ -494,7 +518,8 @@ impl Server {
             .unwrap_or_default();
         let mut request = http::Request::builder()
             .method(req.method().clone())
-            .uri(target);
+            .uri(target)
+            .extension(PeerAddr(SocketAddr::new(peer, LOOPBACK_PEER.port())));
         for (name, value) in req.headers() {
             request = request.header(name, value);
         }
@@ -542,6 +567,44 @@ impl Server {
     pub async fn request_code(&self, phone: &str) -> Resp {
         self.post("/api/auth/code", &json!({ "phone": phone }))
             .await
+    }
+
+    /// An HTTP client whose requests come from `peer` (a loopback address,
+    /// `127.x.y.z`, for a server process; any address in process).
+    ///
+    /// # Panics
+    /// When the client cannot be built.
+    #[must_use]
+    pub fn client_from(&self, peer: IpAddr) -> reqwest::Client {
+        if self.app.is_some() {
+            return self.client.clone();
+        }
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .local_address(peer)
+            .build()
+            .expect("an HTTP client")
+    }
+
+    /// `POST /api/auth/code` from the socket peer `peer` (see
+    /// [`Server::client_from`]), with `X-Forwarded-For: forwarded_for` when
+    /// given.
+    pub async fn request_code_from(
+        &self,
+        peer: IpAddr,
+        forwarded_for: Option<&str>,
+        phone: &str,
+    ) -> Resp {
+        let mut req = self
+            .client_from(peer)
+            .post(self.url("/api/auth/code"))
+            .json(&json!({ "phone": phone }));
+        if let Some(value) = forwarded_for {
+            req = req.header("x-forwarded-for", value);
+        }
+        self.try_send_from(peer, req)
+            .await
+            .expect("the server answers")
     }
 
     /// `POST /api/auth/verify`.

@@ -1,9 +1,12 @@
 //! Serving an app inside the test process: the request a case builds with
 //! reqwest goes to the app's service directly (axum: `ServiceExt::oneshot`;
 //! actix-web: `test::init_service` on an actix system of its own thread), no
-//! socket in between.
+//! socket in between. The socket's peer address a server would see travels
+//! with the request as a [`PeerAddr`] extension (axum: `ConnectInfo`;
+//! actix-web: the test request's peer address).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,6 +30,11 @@ pub trait Transport: Send + Sync + 'static {
     fn call(&self, request: HttpRequest) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
 }
 
+/// The socket peer of an in-process request (an extension of the
+/// [`HttpRequest`]); every request carries one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// Builds the app of a server from its [`Api`] and [`Settings`].
 pub type AppFactory = fn(Api, &Settings) -> Arc<dyn Transport>;
 
@@ -38,10 +46,13 @@ impl Transport for AxumApp {
     fn call(&self, request: HttpRequest) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> {
         let router = self.0.clone();
         Box::pin(async move {
-            let response = router
-                .oneshot(request.map(axum::body::Body::from))
-                .await
-                .unwrap_or_else(|e| match e {});
+            let mut request = request.map(axum::body::Body::from);
+            if let Some(PeerAddr(peer)) = request.extensions().get::<PeerAddr>().copied() {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+            }
+            let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
             let (parts, body) = response.into_parts();
             let bytes = body
                 .collect()
@@ -110,6 +121,7 @@ impl Transport for ActixApp {
 
 fn to_actix(request: HttpRequest) -> actix_web::test::TestRequest {
     let (parts, body) = request.into_parts();
+    let peer = parts.extensions.get::<PeerAddr>().copied();
     let method =
         actix_web::http::Method::from_bytes(parts.method.as_str().as_bytes()).expect("a method");
     let uri = parts
@@ -126,6 +138,9 @@ fn to_actix(request: HttpRequest) -> actix_web::test::TestRequest {
             continue;
         }
         test = test.append_header((name.as_str(), value.as_bytes()));
+    }
+    if let Some(PeerAddr(peer)) = peer {
+        test = test.peer_addr(peer);
     }
     test.set_payload(body)
 }

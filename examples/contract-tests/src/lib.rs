@@ -34,7 +34,7 @@ pub mod harness;
 pub mod in_process;
 
 pub use harness::{Backend, Ctx, Logs, Resp, Server, Target, User, run};
-pub use in_process::{ActixApp, AppFactory, AxumApp, Transport};
+pub use in_process::{ActixApp, AppFactory, AxumApp, PeerAddr, Transport};
 
 /// Expands to one `#[test]` per case and store: modules `in_process` (the
 /// app built by `app`, an [`AppFactory`]) and `process` (the binary `bin`),
@@ -51,6 +51,8 @@ macro_rules! contract_tests {
                     request_code_hourly_cap, new_code_replaces_previous, sms_unavailable,
                     request_timeout, verify_creates_then_logs_in, code_works_once, verify_errors,
                     verify_expired, code_burns_after_max_attempts, phone_steps_up_after_daily_failures,
+                    client_send_limit, forwarded_for_from_untrusted_peer_ignored,
+                    forwarded_for_from_trusted_proxy,
                     unauthorized_tokens, token_of_unknown_user, activate_invite, referral_cycle,
                     invite_unknown_codes_limited, referrals_pagination, profile_lists_first_100,
                     dev_outbox, openapi_document, web_pages, json_conventions,

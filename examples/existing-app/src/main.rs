@@ -10,6 +10,8 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let app = referral_existing_app::app(referral_existing_app::state());
+    // The peer's address reaches the code route (its per-client send limit).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match axum::serve(listener, app).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,6 +7,7 @@
 //! brute-force cases count more than 10 accepted guesses at 4-digit codes,
 //! and without the burn at the step-up the right short code still logs in.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -343,18 +344,26 @@ pub async fn brute_force_two_servers(ctx: Ctx) {
 /// An attacker who knows the owner's phone spends its whole daily failure
 /// budget and keeps guessing; the owner, who reads the SMS, logs in every
 /// time, on one server or two, and the attacker's guesses keep counting.
+/// The per-client limit is on (its default, 30 an hour): the attacker asks
+/// from one address (with a forged `X-Forwarded-For`, which changes
+/// nothing), the owner from another; the code route announces 4 digits to
+/// the attacker and 8 to the owner once the phone is stepped up.
 pub async fn attacker_who_knows_the_phone(ctx: Ctx) {
     let db = match ctx.backend() {
         Backend::Postgres => Some(ctx.fresh_store().await.expect("a database")),
         _ => None,
     };
-    let env = [("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0")];
+    let env = [
+        ("REFERRAL_OTP_RESEND_COOLDOWN_SECS", "0"),
+        ("REFERRAL_IP_MAX_SENDS_PER_HOUR", "30"),
+    ];
     let a = ctx.server_on(db.as_deref(), &env).await;
     let b = match &db {
         Some(db) => Some(ctx.server_on(Some(db.as_str()), &env).await),
         None => None,
     };
     let servers: Vec<&Server> = [Some(&a), b.as_ref()].into_iter().flatten().collect();
+    let (attacker, owner_address) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3]));
     let owner = phone(7);
     let mut user = None;
     let mut sends = 0;
@@ -363,7 +372,11 @@ pub async fn attacker_who_knows_the_phone(ctx: Ctx) {
         // until it burns; twice in the first round (the budget is spent).
         for _ in 0..(2 - round) {
             let s = servers[sends % servers.len()];
-            assert_eq!(s.request_code(&owner).await.status, 202);
+            let r = s
+                .request_code_from(attacker, Some("203.0.113.7"), &owner)
+                .await;
+            assert_eq!(r.status, 202, "round {round}: {r:?}");
+            assert_eq!(r.body["code_length"], if round == 0 { 4 } else { 8 });
             sends += 1;
             let code = s.outbox_code(&owner).await;
             for guess in wrong_guesses(&code).take(GUESSES_PER_CODE as usize) {
@@ -377,11 +390,12 @@ pub async fn attacker_who_knows_the_phone(ctx: Ctx) {
         }
         // The owner asks for a code and types the SMS: 8 digits, and in.
         let s = servers[sends % servers.len()];
-        let r = s.request_code(&owner).await;
+        let r = s.request_code_from(owner_address, None, &owner).await;
         assert_eq!(
             r.status, 202,
             "round {round}: the owner is not locked out: {r:?}"
         );
+        assert_eq!(r.body["code_length"], 8, "round {round}: stepped up");
         sends += 1;
         let code = s.outbox_code(&owner).await;
         assert_eq!(code.len(), 8, "round {round}: stepped up");

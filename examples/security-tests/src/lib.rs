@@ -13,7 +13,7 @@
 //! | area | cases |
 //! |---|---|
 //! | brute force | the per-phone daily guess budget at 4-digit codes (10) holds across resends, concurrent guesses and two processes; then codes have 8 digits and take 5 guesses each |
-//! | lockout | an attacker who knows the phone spends its budget: the owner still logs in every time, on one process or two |
+//! | lockout | an attacker who knows the phone spends its budget (from its own address, forging `X-Forwarded-For`, the per-client limit on): the owner still logs in every time with the 8-digit code the code route announces, on one process or two |
 //! | SMS pumping | the global send budget (503 `sms_unavailable` + `Retry-After`), also across processes; the country allow-list |
 //! | enumeration | the code route answers known and unknown phones byte for byte alike; unknown invite codes are limited per user |
 //! | tokens | forged, expired, `alg: none`, foreign algorithms, wrong keys, truncated, garbage, unknown and deleted users: 401; no code, secret or token in the logs |

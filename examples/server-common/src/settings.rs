@@ -11,7 +11,7 @@ use clap::{ArgAction, Parser};
 
 use crate::provider::{SmsSettings, SmsSettingsError};
 use referral_core::{BasisPoints, Config, Currency, OtpLength, Region};
-use referral_http::{ApiKey, JwtSecret};
+use referral_http::{ApiKey, JwtSecret, TrustedProxies};
 
 /// The settings of an example server (API.md's table, plus the few a real
 /// deployment needs: request and SMS timeouts).
@@ -112,6 +112,24 @@ pub struct Settings {
     #[arg(long, env = "REFERRAL_OTP_MAX_FAILURES_PER_DAY", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub otp_max_failures_per_day: u32,
+
+    /// Digits of the codes sent to a phone that has spent its daily failure
+    /// budget (4 to 8, at least `REFERRAL_OTP_LENGTH`).
+    #[arg(long, env = "REFERRAL_OTP_STEP_UP_LENGTH", default_value_t = 8,
+          value_parser = clap::value_parser!(u8).range(4..=8))]
+    pub otp_step_up_length: u8,
+
+    /// Codes requested from one client address (an IPv4 address or an IPv6
+    /// /64) in any rolling hour, whatever the phones; 0 = no limit.
+    #[arg(long, env = "REFERRAL_IP_MAX_SENDS_PER_HOUR", default_value_t = 30)]
+    pub ip_max_sends_per_hour: u32,
+
+    /// Comma-separated IP addresses and CIDR networks of the reverse proxies
+    /// whose `X-Forwarded-For` names the client (read right to left, trusted
+    /// hops skipped); unset: the socket's peer is the client, whatever the
+    /// headers say.
+    #[arg(long, env = "REFERRAL_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<TrustedProxies>,
 
     /// Activations of unknown invite codes by one user in any rolling hour.
     #[arg(long, env = "REFERRAL_INVITE_MAX_FAILURES_PER_HOUR", default_value_t = 10,
@@ -269,6 +287,9 @@ impl fmt::Debug for Settings {
             .field("otp_resend_cooldown_secs", &self.otp_resend_cooldown_secs)
             .field("otp_max_sends_per_hour", &self.otp_max_sends_per_hour)
             .field("otp_max_failures_per_day", &self.otp_max_failures_per_day)
+            .field("otp_step_up_length", &self.otp_step_up_length)
+            .field("ip_max_sends_per_hour", &self.ip_max_sends_per_hour)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field(
                 "invite_max_failures_per_hour",
                 &self.invite_max_failures_per_hour,
@@ -325,6 +346,16 @@ pub enum SettingsError {
     /// The basis points are out of range.
     #[error(transparent)]
     BasisPoints(#[from] referral_core::BasisPointsError),
+    /// The step-up length is shorter than the login-code length.
+    #[error(
+        "REFERRAL_OTP_STEP_UP_LENGTH ({step_up}) must be at least REFERRAL_OTP_LENGTH ({length})"
+    )]
+    StepUpShorter {
+        /// `REFERRAL_OTP_STEP_UP_LENGTH`.
+        step_up: u8,
+        /// `REFERRAL_OTP_LENGTH`.
+        length: u8,
+    },
     /// The JWT secret is too short to derive the code-hashing key from.
     #[error("the JWT secret must have at least 32 bytes")]
     Secret,
@@ -399,6 +430,14 @@ impl Settings {
         let mut config = Config::default();
         let otp = &mut config.otp;
         otp.length = OtpLength::new(self.otp_length)?;
+        if self.otp_step_up_length < self.otp_length {
+            return Err(SettingsError::StepUpShorter {
+                step_up: self.otp_step_up_length,
+                length: self.otp_length,
+            });
+        }
+        otp.step_up_length = OtpLength::new(self.otp_step_up_length)?;
+        otp.max_sends_per_client_per_window = Some(self.ip_max_sends_per_hour).filter(|&n| n > 0);
         otp.ttl = Duration::from_secs(self.otp_ttl_secs);
         otp.max_attempts = self.otp_max_attempts;
         otp.resend_cooldown = Duration::from_secs(self.otp_resend_cooldown_secs);
@@ -595,6 +634,11 @@ mod tests {
         assert!(parse(&["--reward-currency", "rub"]).is_err());
         assert!(parse(&["--reward-referrer-bp", "10001"]).is_err());
         assert!(parse(&["--reward-approve-every-secs", "0"]).is_err());
+        assert!(parse(&["--otp-step-up-length", "3"]).is_err());
+        assert!(parse(&["--otp-step-up-length", "9"]).is_err());
+        assert!(parse(&["--ip-max-sends-per-hour", "-1"]).is_err());
+        assert!(parse(&["--trusted-proxies", "10.0.0.0/33"]).is_err());
+        assert!(parse(&["--trusted-proxies", "proxy.internal"]).is_err());
         let s = parse(&[
             "--api-keys",
             "0123456789abcdef0123456789abcdef,fedcba9876543210fedcba9876543210",
@@ -612,6 +656,50 @@ mod tests {
         let config = s.config().unwrap();
         assert_eq!(config.otp.length.get(), 6);
         assert_eq!(config.default_region.map(Region::code), Some("RU"));
+    }
+
+    #[test]
+    fn login_abuse_settings() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.otp_step_up_length, 8);
+        assert_eq!(s.ip_max_sends_per_hour, 30);
+        assert_eq!(s.trusted_proxies, None);
+        let otp = s.config().unwrap().otp;
+        assert_eq!(otp.step_up_length.get(), 8);
+        assert_eq!(otp.max_sends_per_client_per_window, Some(30));
+
+        let s = parse(&[
+            "--otp-length",
+            "6",
+            "--otp-step-up-length",
+            "7",
+            "--ip-max-sends-per-hour",
+            "0",
+            "--trusted-proxies",
+            "10.0.0.0/8, 2001:db8::/32,192.0.2.1",
+        ])
+        .unwrap();
+        let otp = s.config().unwrap().otp;
+        assert_eq!((otp.length.get(), otp.step_up_length.get()), (6, 7));
+        assert_eq!(otp.max_sends_per_client_per_window, None, "0 = no limit");
+        let proxies = s.trusted_proxies.unwrap();
+        assert_eq!(proxies.to_string(), "10.0.0.0/8,2001:db8::/32,192.0.2.1/32");
+
+        // A step-up shorter than the code: refused, naming both settings.
+        let s = parse(&["--otp-length", "6", "--otp-step-up-length", "5"]).unwrap();
+        let e = s.config().unwrap_err().to_string();
+        assert!(
+            e.contains("REFERRAL_OTP_STEP_UP_LENGTH") && e.contains("REFERRAL_OTP_LENGTH"),
+            "{e}"
+        );
+        // A bad proxy list: clap's error names the setting and the entry.
+        let e = Settings::from_pairs(&[("REFERRAL_TRUSTED_PROXIES", "10.0.0.1,10.0.0.0/99")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("trusted-proxies") && e.contains("10.0.0.0/99"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub async fn start(settings: &Settings) -> Result<Started, StartError> {
     let service = Arc::new(service);
     let approver = Approver::new(Arc::clone(&service), settings.reward_approve_every());
     let mut api = Api::builder(service, auth).api_keys(&settings.api_keys);
+    if let Some(proxies) = &settings.trusted_proxies {
+        tracing::info!(%proxies, "trusting X-Forwarded-For from these proxies");
+        api = api.trusted_proxies(proxies.clone());
+    }
     if let Some(outbox) = outbox {
         api = api.dev_outbox(outbox);
     }
