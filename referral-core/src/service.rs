@@ -180,15 +180,6 @@ pub enum RequestCodeError {
         /// When another code may be asked for.
         retry_after: Duration,
     },
-    /// Never returned any more: a phone that took too many wrong guesses is
-    /// stepped up (sent longer codes), not locked. Kept only until
-    /// `referral-http`'s error mapping stops naming it.
-    #[doc(hidden)]
-    #[error("this phone is locked after too many wrong codes")]
-    Locked {
-        /// When the lock ends.
-        retry_after: Duration,
-    },
     /// The client address asked for too many codes in the send window
     /// (any phones).
     #[error("too many codes were requested from this address")]
@@ -222,7 +213,6 @@ impl RequestCodeError {
         match self {
             Self::Cooldown { retry_after }
             | Self::TooManySends { retry_after }
-            | Self::Locked { retry_after }
             | Self::ClientLimited { retry_after }
             | Self::BudgetSpent { retry_after } => Some(*retry_after),
             _ => None,
@@ -261,15 +251,6 @@ pub enum VerifyError {
         /// When a new code may be asked for.
         retry_after: Duration,
     },
-    /// Never returned any more: a phone that took too many wrong guesses is
-    /// stepped up (sent longer codes), not locked. Kept only until
-    /// `referral-http`'s error mapping stops naming it.
-    #[doc(hidden)]
-    #[error("this phone is locked after too many wrong codes")]
-    Locked {
-        /// When the lock ends.
-        retry_after: Duration,
-    },
     /// No free invite code was found for the new user (the code space is
     /// nearly full, or the random source is broken). The login code was used.
     #[error("no free invite code could be found for the new user")]
@@ -288,7 +269,7 @@ impl VerifyError {
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::CodeBurned { retry_after } | Self::Locked { retry_after } => Some(*retry_after),
+            Self::CodeBurned { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
