@@ -3,7 +3,11 @@
 //! `INSERT` per transaction, in the same run, on the schema before
 //! referral-sqlx's migration 20261130020001 (one writer lock held to commit)
 //! and after it (tree locks, transaction-ordered outbox, sharded counts);
-//! and 1 000 concurrent activations of one code.
+//! and 1 000 concurrent activations of one code. Then `PgStore::issue_otp`
+//! with and without a global send budget (never reached) at 1, 16 and 64
+//! clients, on the schema before migration 20261130060001 (one advisory lock
+//! held to commit by every issue while a budget is set) and after it (the
+//! budget in 16 shards).
 //!
 //! ```sh
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
@@ -27,7 +31,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use referral_benches::pg;
 use referral_core::InvitePolicy;
-use referral_core::store::{ActivationOutcome, NewUser, ReferralStore, RegisterOutcome};
+use referral_core::otp::{ChallengeId, OtpHash, OtpPolicy};
+use referral_core::store::{
+    ActivationOutcome, IssueOutcome, NewChallenge, NewUser, OtpStore, ReferralStore,
+    RegisterOutcome,
+};
 use referral_sqlx::{MIGRATOR, PgStore, PgStoreOptions};
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, Migrator};
@@ -36,6 +44,8 @@ use sqlx::{Connection, PgConnection};
 
 /// The last migration before the parallel writes.
 const BEFORE: i64 = 20_261_123_000_004;
+/// The last migration before the sharded send budget.
+const BEFORE_SHARDED_BUDGET: i64 = 20_261_130_050_001;
 /// Owners whose codes the activations spread over.
 const OWNERS: u64 = 1_000;
 const CLIENTS: [u32; 3] = [1, 16, 64];
@@ -258,6 +268,42 @@ async fn activate(db: &Db, clients: u32, secs: Duration, fresh: u64) -> f64 {
     r
 }
 
+/// Code issues for fresh phones from `clients` tasks, with a global budget
+/// of `budget` sends per window (never reached) or none: operations per
+/// second.
+async fn issue(db: &Db, clients: u32, secs: Duration, budget: Option<u32>) -> f64 {
+    let store = Arc::new(store(&db.options, clients).await);
+    let base = db.next_user.fetch_add(1_000_000, Ordering::SeqCst);
+    let mut policy = OtpPolicy::default();
+    policy.max_global_sends_per_window = budget;
+    // Every send of the run stays in the window: the budget counts them all.
+    let policy = Arc::new(policy);
+    let r = {
+        let store = Arc::clone(&store);
+        rate(clients, secs, move |i| {
+            let (store, policy) = (Arc::clone(&store), Arc::clone(&policy));
+            async move {
+                let n = base + i;
+                let challenge = NewChallenge {
+                    id: ChallengeId::from_uuid(uuid::Uuid::from_u128(u128::from(n))),
+                    hash: OtpHash::from_bytes([7; 32]),
+                    step_up_hash: OtpHash::from_bytes([8; 32]),
+                    issued_at: t0(),
+                    expires_at: t0() + chrono::TimeDelta::minutes(5),
+                };
+                let out = store
+                    .issue_otp(&pg::phone(n), &challenge, None, &policy, t0())
+                    .await
+                    .expect("issue");
+                assert!(matches!(out, IssueOutcome::Issued { .. }), "{out:?}");
+            }
+        })
+        .await
+    };
+    store.pool().close().await;
+    r
+}
+
 /// `n` activations of owner 1's code, all started at once, on a pool of
 /// `connections`: the wall time.
 async fn viral(db: &Db, n: u64, connections: u32) -> Duration {
@@ -268,7 +314,7 @@ async fn viral(db: &Db, n: u64, connections: u32) -> Duration {
     let warm: Vec<_> = (0..connections)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.health().await.expect("health") })
+            tokio::spawn(async move { ReferralStore::health(&*store).await.expect("health") })
         })
         .collect();
     for w in warm {
@@ -374,6 +420,56 @@ async fn main() {
                 db.label,
                 took.as_secs_f64() * 1e3,
                 1_000.0 / took.as_secs_f64()
+            );
+        }
+    }
+    for (name, db) in dbs {
+        db.admin.close().await;
+        drop_database(&url, &name).await;
+    }
+
+    // The global send budget: one lock before migration 20261130060001,
+    // 16 shards after.
+    let mut dbs = Vec::new();
+    for (label, up_to) in [("before", Some(BEFORE_SHARDED_BUDGET)), ("after", None)] {
+        let name = format!("referral_bench_b{label}_{pid}");
+        let options = database(&url, &name, up_to).await;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .expect("admin");
+        dbs.push((
+            name,
+            Db {
+                label,
+                options,
+                admin,
+                next_user: AtomicU64::new(1),
+            },
+        ));
+    }
+    println!(
+        "issue_otp, fresh phones: ops/s (ratio to the floor), without a budget and with one never reached"
+    );
+    println!(
+        "{:<7} {:>7} {:>9} {:>16} {:>16}",
+        "schema", "clients", "floor", "no budget", "budget"
+    );
+    for clients in CLIENTS {
+        for (_, db) in &dbs {
+            let f = floor(db, clients, secs).await;
+            let plain = issue(db, clients, secs, None).await;
+            let budget = issue(db, clients, secs, Some(1_000_000_000)).await;
+            println!(
+                "{:<7} {:>7} {:>9.0} {:>9.0} ({:.2}) {:>9.0} ({:.2})",
+                db.label,
+                clients,
+                f,
+                plain,
+                plain / f,
+                budget,
+                budget / f
             );
         }
     }
