@@ -1,9 +1,9 @@
 //! # referral-sqlx
 //!
-//! [`PgStore`]: a PostgreSQL implementation of the store ports of
+//! [`PgStore`]: a PostgreSQL implementation of every store port of
 //! [`referral_core`] ([`OtpStore`](referral_core::store::OtpStore),
-//! [`ReferralStore`](referral_core::store::ReferralStore) and
-//! [`RewardStore`](referral_core::store::RewardStore); not yet
+//! [`ReferralStore`](referral_core::store::ReferralStore),
+//! [`RewardStore`](referral_core::store::RewardStore) and
 //! [`OperatorStore`](referral_core::store::OperatorStore)) on sqlx 0.8.
 //!
 //! It is the store to run many stateless server processes on: every rule of
@@ -60,6 +60,7 @@
 //! (Cargo unifies features, so this crate's connections use it too).
 
 mod error;
+mod operators;
 mod otp;
 mod rewards;
 mod row;
@@ -73,6 +74,15 @@ use referral_core::StoreError;
 use sqlx::Execute;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+
+/// The statements of the operator reads, for this crate's plan tests: not
+/// an API, and they change without notice.
+#[doc(hidden)]
+pub mod operator_sql {
+    pub use crate::operators::{
+        DETAIL, SEARCH, STATS, WINDOW_BOARD, export_referrals_query, export_rewards_query,
+    };
+}
 
 /// The migrations of this crate, embedded at build time. Run them with
 /// [`PgStore::migrate`], or with `MIGRATOR.run(&pool)` from an app's own

@@ -102,7 +102,7 @@ fn rewards_from(rows: &[PgRow]) -> Result<Vec<Reward>, StoreError> {
 
 /// The columns of a reward row of the view `referral_reward_rows`, named as
 /// [`reward_from`] reads them.
-const REWARD_COLUMNS: &str = "r.id AS r_id, r.user_id AS r_user, r.kind AS r_kind,
+pub(crate) const REWARD_COLUMNS: &str = "r.id AS r_id, r.user_id AS r_user, r.kind AS r_kind,
        r.currency AS r_currency, r.amount AS r_amount, r.original_amount AS r_original,
        r.status AS r_status, r.conversion_id::text AS r_conversion, r.referral_id AS r_referral,
        r.referral_phone AS r_referral_phone, r.reverses AS r_reverses,

@@ -11,8 +11,8 @@ use referral_core::store::{
     ActivationOutcome, InvitePolicy, NewUser, ReferralStore, RegisterOutcome,
 };
 use referral_core::{
-    ConversionId, Event, EventId, EventKind, InviteCode, Money, PhoneNumber, Profile, Referral,
-    ReferralCursor, ReferralPage, ReversalId, RewardId, StoreError, User, UserId,
+    ConversionId, Event, EventId, EventKind, InviteCode, Money, PhoneNumber, Profile, Reason,
+    Referral, ReferralCursor, ReferralPage, ReversalId, RewardId, StoreError, User, UserId,
 };
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
@@ -21,17 +21,17 @@ use crate::error::{corrupt, map};
 use crate::row::{conversion_id, currency, get, limit, payout_ref, reward_kind, some};
 use crate::{PgStore, int, micros};
 
-fn phone(text: &str) -> Result<PhoneNumber, StoreError> {
+pub(crate) fn phone(text: &str) -> Result<PhoneNumber, StoreError> {
     text.parse()
         .map_err(|e| corrupt(format_args!("phone {text:?}: {e}")))
 }
 
-fn code(text: &str) -> Result<InviteCode, StoreError> {
+pub(crate) fn code(text: &str) -> Result<InviteCode, StoreError> {
     InviteCode::parse(text).map_err(|e| corrupt(format_args!("invite code {text:?}: {e}")))
 }
 
 /// A `User` from the columns `id, phone, invite_code, created_at`.
-fn user_from(row: &PgRow) -> Result<User, StoreError> {
+pub(crate) fn user_from(row: &PgRow) -> Result<User, StoreError> {
     Ok(User {
         id: UserId::from_uuid(some(get::<Option<Uuid>>(row, "id")?, "id")?),
         phone: phone(&some(get::<Option<String>>(row, "phone")?, "phone")?)?,
@@ -114,6 +114,7 @@ impl ReferralStore for PgStore {
             "created" => RegisterOutcome::Created(user_from(&row)?),
             "existing" => RegisterOutcome::Existing(user_from(&row)?),
             "codes_exhausted" => RegisterOutcome::CodesExhausted,
+            "blocked" => RegisterOutcome::Blocked(user_from(&row)?),
             other => return Err(corrupt(format_args!("register outcome {other:?}"))),
         })
     }
@@ -210,6 +211,7 @@ impl ReferralStore for PgStore {
             "self_referral" => ActivationOutcome::SelfReferral,
             "cycle" => ActivationOutcome::Cycle,
             "user_not_found" => ActivationOutcome::UserNotFound,
+            "blocked" => ActivationOutcome::Blocked,
             other => return Err(corrupt(format_args!("activation outcome {other:?}"))),
         })
     }
@@ -287,7 +289,8 @@ impl ReferralStore for PgStore {
             .fetch_all(
                 sqlx::query(
                     "SELECT id, at, kind, user_id, phone, invite_code, referrer_id, conversion_id,
-                    reversal_id, reward_id, reward_kind, amount, currency, payout_ref
+                    reversal_id, reward_id, reward_kind, amount, currency, payout_ref,
+                    operator_id, reason
                FROM referral_events_after($1, $2)
               ORDER BY id",
                 )
@@ -330,6 +333,16 @@ fn event_from(row: &PgRow) -> Result<Event, StoreError> {
     };
     let conversion =
         || -> Result<ConversionId, StoreError> { conversion_id(&text("conversion_id")?) };
+    let operator = || -> Result<UserId, StoreError> {
+        Ok(UserId::from_uuid(some(
+            get::<Option<Uuid>>(row, "operator_id")?,
+            "operator_id",
+        )?))
+    };
+    let reason = || -> Result<Reason, StoreError> {
+        let text = text("reason")?;
+        Reason::parse(&text).map_err(|e| corrupt(format_args!("reason {text:?}: {e}")))
+    };
     let kind = match kind.as_str() {
         "user_registered" => EventKind::UserRegistered {
             user,
@@ -381,6 +394,21 @@ fn event_from(row: &PgRow) -> Result<Event, StoreError> {
             reward: reward()?,
             user,
             payout_ref: payout_ref(&text("payout_ref")?)?,
+        },
+        "user_blocked" => EventKind::UserBlocked {
+            user,
+            operator: operator()?,
+            reason: reason()?,
+        },
+        "user_unblocked" => EventKind::UserUnblocked {
+            user,
+            operator: operator()?,
+        },
+        "reward_voided_by_operator" => EventKind::RewardVoidedByOperator {
+            reward: reward()?,
+            user,
+            operator: operator()?,
+            reason: reason()?,
         },
         other => return Err(corrupt(format_args!("event kind {other:?}"))),
     };

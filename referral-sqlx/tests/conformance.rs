@@ -6,3 +6,4 @@ mod common;
 
 referral_core::store_conformance_tests!(common::fresh_store);
 referral_core::reward_conformance_tests!(common::fresh_store);
+referral_core::operator_conformance_tests!(common::fresh_store);

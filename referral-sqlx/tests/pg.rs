@@ -1782,6 +1782,23 @@ async fn a_viral_code_counts_every_activation_in_shards() {
             .await
             .unwrap();
     assert!(shards > 1, "one counter row for all: {shards}");
+    // The leaderboard's ranking missed none of them (those that found its
+    // row locked left a delta, folded in by the read).
+    let board = referral_core::store::OperatorStore::leaderboard(&stores[1], None, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        board
+            .iter()
+            .map(|e| (e.user, e.referrals))
+            .collect::<Vec<_>>(),
+        vec![(owner.id, 300)]
+    );
+    let deltas: i64 = sqlx::query_scalar("SELECT count(*) FROM referral_rank_deltas")
+        .fetch_one(stores[0].pool())
+        .await
+        .unwrap();
+    assert_eq!(deltas, 0, "folded by the read");
     let events = stores[1].events_after(None, 1000).await.unwrap();
     assert_eq!(events.len(), 301 + 300);
 }
@@ -2238,6 +2255,195 @@ async fn reward_functions_never_scan_whole_tables() {
     }
     let after = seq_scans(&mut tx).await;
     let scans = scans_between(&before, &after);
+    assert!(scans.is_empty(), "sequential scans: {scans:?}");
+    tx.rollback().await.unwrap();
+}
+
+/// The plan of `statement` with its parameters `$1, $2, …` replaced by
+/// these SQL literals, as text.
+async fn explain(store: &PgStore, statement: &str, literals: &[&str]) -> String {
+    let mut sql = format!("EXPLAIN {statement}");
+    for (i, literal) in literals.iter().enumerate().rev() {
+        sql = sql.replace(&format!("${}", i + 1), literal);
+    }
+    sqlx::query_scalar::<_, String>(&sql)
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .join("\n")
+}
+
+/// The operator reads seek indexes, so their cost grows with the page (or
+/// the window), not with the table: on 3 000 analysed users (and rewards), search by
+/// phone prefix and by code, the windowed leaderboard and export batches
+/// plan index scans and no sequential scan of a large table; the all-time
+/// leaderboard fetches no more rank rows than it lists; and block, unblock
+/// and void scan no table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_reads_seek_indexes() {
+    use referral_sqlx::operator_sql;
+    let _gate = SERVER.read().await;
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    let pool = store.pool();
+    // 3 000 users, each referred by one of the first 100 (a day apart), and
+    // a ranking of all of them.
+    sqlx::query(
+        "INSERT INTO referral_users (id, phone, invite_code, created_at)
+         SELECT md5(i::text)::uuid, '+7999' || lpad(i::text, 7, '0'),
+                upper('Z' || lpad(to_hex(i), 5, '0')), $1
+           FROM generate_series(1, 3000) AS i",
+    )
+    .bind(t0())
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO referral_activations (invitee_id, referrer_id, activated_at)
+         SELECT md5(i::text)::uuid, md5((i % 100 + 1)::text)::uuid,
+                $1 + (i % 300) * interval '1 day'
+           FROM generate_series(101, 3000) AS i;
+         ",
+    )
+    .bind(t0())
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO referral_referrer_rank (user_id, referrals, latest)
+         SELECT md5(i::text)::uuid, i % 50 + 1, $1 FROM generate_series(1, 3000) AS i",
+    )
+    .bind(t0())
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO referral_rewards (id, user_id, kind, currency, amount, original_amount,
+                                       status, created_at, approved_at)
+         SELECT md5('r' || i)::uuid, md5(i::text)::uuid, 'welcome', 'RUB', 300, 300,
+                'approved', $1 + i * interval '1 minute', $1 + i * interval '1 minute'
+           FROM generate_series(1, 3000) AS i",
+    )
+    .bind(t0())
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(pool).await.unwrap();
+    let plan = explain(
+        &store,
+        operator_sql::SEARCH,
+        &["'+79990001'", "'+79990002'", "''", "NULL", "11"],
+    )
+    .await;
+    assert!(plan.contains("referral_users_phone_c_idx"), "{plan}");
+    assert!(!plan.contains("Seq Scan on referral_users"), "{plan}");
+    let plan = explain(
+        &store,
+        operator_sql::SEARCH,
+        &["NULL", "NULL", "'+79990001234'", "'Z00ABC'", "11"],
+    )
+    .await;
+    assert!(plan.contains("referral_users_invite_code_key"), "{plan}");
+    assert!(!plan.contains("Seq Scan on referral_users"), "{plan}");
+
+    let since = format!(
+        "'{}'::timestamptz",
+        (t0() + TimeDelta::days(290)).to_rfc3339()
+    );
+    let nil = "'00000000-0000-0000-0000-000000000000'::uuid";
+    let plan = explain(&store, operator_sql::WINDOW_BOARD, &[&since, "10"]).await;
+    assert!(plan.contains("referral_activations_at_idx"), "{plan}");
+    assert!(!plan.contains("Seq Scan on referral_activations"), "{plan}");
+
+    let plan = explain(
+        &store,
+        &operator_sql::export_referrals_query(true),
+        &["100", &since, nil],
+    )
+    .await;
+    assert!(plan.contains("referral_activations_at_idx"), "{plan}");
+    assert!(!plan.contains("Seq Scan on referral_activations"), "{plan}");
+    let plan = explain(
+        &store,
+        &operator_sql::export_rewards_query(true),
+        &["100", &since, nil],
+    )
+    .await;
+    assert!(plan.contains("referral_rewards_created_idx"), "{plan}");
+    assert!(!plan.contains("Seq Scan on referral_rewards"), "{plan}");
+
+    // The all-time board reads the ranking in order: 10 entries, not 3 000.
+    const TABLE_READS: &str = "SELECT relname::text, seq_scan, coalesce(idx_tup_fetch, 0)
+                                 FROM pg_stat_xact_user_tables
+                                WHERE relname LIKE 'referral%' ORDER BY relname";
+    let reads = |rows: &[(String, i64, i64)], before: &[(String, i64, i64)], table: &str| {
+        let now = rows
+            .iter()
+            .find(|r| r.0 == table)
+            .map_or((0, 0), |r| (r.1, r.2));
+        let was = before
+            .iter()
+            .find(|r| r.0 == table)
+            .map_or((0, 0), |r| (r.1, r.2));
+        (now.0 - was.0, now.1 - was.1)
+    };
+    let mut tx = pool.begin().await.unwrap();
+    let before: Vec<(String, i64, i64)> = sqlx::query_as(TABLE_READS)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let board: Vec<(uuid::Uuid, i64)> =
+        sqlx::query_as("SELECT DISTINCT user_id, referrals FROM referral_leaderboard(10)")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(board.len(), 10);
+    assert!(board.iter().all(|(_, n)| *n == 50), "{board:?}");
+    let after: Vec<(String, i64, i64)> = sqlx::query_as(TABLE_READS)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let (seq, fetched) = reads(&after, &before, "referral_referrer_rank");
+    assert_eq!(seq, 0);
+    assert!(
+        fetched <= 11,
+        "the board fetched {fetched} rank rows for 10"
+    );
+
+    // Block, unblock and void scan no table.
+    let before: Vec<(String, i64, i64)> = sqlx::query_as(TABLE_READS)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    for i in 1..=12 {
+        let user = sqlx::query_scalar::<_, uuid::Uuid>("SELECT md5($1::text)::uuid")
+            .bind(i.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        for call in [
+            "SELECT outcome FROM referral_block_user($1, 'x', $1, $2)",
+            "SELECT outcome FROM referral_unblock_user($1, $1, $2)",
+            "SELECT outcome FROM referral_void_reward($1, 'x', $1, $2)",
+        ] {
+            sqlx::query(call)
+                .bind(user)
+                .bind(t0())
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        }
+    }
+    let after: Vec<(String, i64, i64)> = sqlx::query_as(TABLE_READS)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let scans: Vec<&str> = after
+        .iter()
+        .filter(|r| reads(&after, &before, &r.0).0 > 0)
+        .map(|r| r.0.as_str())
+        .collect();
     assert!(scans.is_empty(), "sequential scans: {scans:?}");
     tx.rollback().await.unwrap();
 }

@@ -17,6 +17,7 @@ use referral_sqlx::PgStore;
 
 referral_core::store_conformance_tests!(common::fresh_pooled_store);
 referral_core::reward_conformance_tests!(common::fresh_pooled_store);
+referral_core::operator_conformance_tests!(common::fresh_pooled_store);
 
 async fn register(store: &PgStore, rng: &SeededRandom, n: u64) -> User {
     let phone = format!("+7999{n:07}").parse().expect("a valid phone");
