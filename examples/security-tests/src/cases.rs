@@ -413,6 +413,32 @@ pub async fn attacker_who_knows_the_phone(ctx: Ctx) {
 
 // ---------------------------------------------------------------- SMS pumping
 
+/// The per-client send limit of a server process, over real sockets
+/// (`REFERRAL_IP_MAX_SENDS_PER_HOUR=2`): one address gets codes for 2 phones,
+/// then 429 `too_many_requests` with `Retry-After`, however it forges
+/// `X-Forwarded-For` (no proxy is trusted), and nothing is sent; another
+/// address is served. Shows that the server gives the routes each
+/// connection's peer.
+pub async fn client_send_limit_per_address(ctx: Ctx) {
+    let s = ctx.server(&[("REFERRAL_IP_MAX_SENDS_PER_HOUR", "2")]).await;
+    let (attacker, other) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3]));
+    for (i, forged) in [(1, "198.51.100.1"), (2, "198.51.100.2")] {
+        let r = s.request_code_from(attacker, Some(forged), &phone(i)).await;
+        assert_eq!(r.status, 202, "{r:?}");
+    }
+    for (i, forged) in [(3, Some("198.51.100.3")), (4, None)] {
+        let secs = s
+            .request_code_from(attacker, forged, &phone(i))
+            .await
+            .assert_error(429, Some("too_many_requests"))
+            .expect("Retry-After");
+        assert!((1..=3600).contains(&secs), "{secs}");
+        assert_nothing_sent(&s, &phone(i)).await;
+    }
+    let r = s.request_code_from(other, None, &phone(3)).await;
+    assert_eq!(r.status, 202, "another address: {r:?}");
+}
+
 /// `REFERRAL_SMS_MAX_SENDS_PER_HOUR=3`: three distinct phones get a code, the
 /// fourth 503 `sms_unavailable` with `Retry-After`, and nothing is sent to it;
 /// codes already sent still log in. Concurrent requests cannot overspend it.

@@ -14,7 +14,7 @@
 //! |---|---|
 //! | brute force | the per-phone daily guess budget at 4-digit codes (10) holds across resends, concurrent guesses and two processes; then codes have 8 digits and take 5 guesses each |
 //! | lockout | an attacker who knows the phone spends its budget (from its own address, forging `X-Forwarded-For`, the per-client limit on): the owner still logs in every time with the 8-digit code the code route announces, on one process or two |
-//! | SMS pumping | the global send budget (503 `sms_unavailable` + `Retry-After`), also across processes; the country allow-list |
+//! | SMS pumping | the per-client send limit of a server process over real sockets (a forged `X-Forwarded-For` changes nothing); the global send budget (503 `sms_unavailable` + `Retry-After`), also across processes; the country allow-list |
 //! | enumeration | the code route answers known and unknown phones byte for byte alike; unknown invite codes are limited per user |
 //! | tokens | forged, expired, `alg: none`, foreign algorithms, wrong keys, truncated, garbage, unknown and deleted users: 401; no code, secret or token in the logs |
 //! | bad input | oversized, truncated, wrong-type and deeply nested JSON; absurd headers; Unicode look-alikes; random bodies (a proptest stand-in for fuzzing) |
@@ -42,7 +42,7 @@ macro_rules! security_tests {
         $crate::store_cases! {
             $crate, $bin;
             both: brute_force_budget_across_resends, brute_force_concurrent_guesses,
-                attacker_who_knows_the_phone,
+                attacker_who_knows_the_phone, client_send_limit_per_address,
                 sms_global_budget, sms_country_allow_list, enumeration_code_route_alike,
                 enumeration_invite_codes_limited, tokens_refused, secrets_never_logged,
                 malformed_json_refused, absurd_headers_refused, unicode_lookalikes_refused,
