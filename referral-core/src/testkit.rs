@@ -69,6 +69,7 @@ macro_rules! store_conformance_tests {
             otp_send_cap_per_window,
             otp_failures_step_the_phone_up_across_codes,
             otp_step_up_burns_a_partly_guessed_code,
+            otp_lowered_failure_budget_burns_a_live_short_code,
             otp_owner_logs_in_through_a_daily_attack,
             otp_client_send_limit,
             otp_sms_failure_leaves_no_code_and_no_charge,
@@ -570,6 +571,50 @@ pub mod cases {
             h.advance_secs(60);
         }
         assert_eq!(h.send_code(&phone).await.length().get(), 8);
+    }
+
+    /// A failure budget lowered while a phone's short code is live (a
+    /// restart with a smaller `max_failures_per_window`) steps the phone up
+    /// at once: that code is burned at its next use, the right code
+    /// included, and the next code is long.
+    pub async fn otp_lowered_failure_budget_burns_a_live_short_code<S: KitStore>(store: S) {
+        let h = Harness::new(store);
+        let phone = h.phone();
+        // 4 wrong guesses at a first code, 2 at a second: 6 in the window,
+        // under the default budget of 10.
+        let mut live = None;
+        for guesses in [4, 2] {
+            let code = h.send_code(&phone).await;
+            for _ in 0..guesses {
+                let r = h.service.verify_code(&phone, &h.wrong(&code)).await;
+                assert!(matches!(r, Err(VerifyError::WrongCode { .. })), "{r:?}");
+            }
+            live = Some(code);
+            h.advance_secs(60);
+        }
+        let live = live.expect("sent");
+        assert_eq!(live.length().get(), 4);
+        // The same store, clock and key; the budget now 5.
+        let mut config = Config::default();
+        config.otp.max_failures_per_window = 5;
+        let lowered =
+            ReferralService::builder(Arc::clone(&h.store), Arc::<StubSmsSender>::clone(&h.sms))
+                .clock(Arc::<TestClock>::clone(&h.clock))
+                .random(Arc::new(SeededRandom::new(0x10)))
+                .otp_key(h.key.clone())
+                .config(config)
+                .build()
+                .expect("valid config");
+        let r = lowered.verify_code(&phone, &live).await;
+        assert!(
+            matches!(r, Err(VerifyError::CodeBurned { .. })),
+            "a short code must not log in once the phone is stepped up: {r:?}"
+        );
+        let sent = lowered
+            .request_code(&phone)
+            .await
+            .expect("stepped up, not locked");
+        assert_eq!(sent.code_length.get(), 8);
     }
 
     /// An attacker who knows the phone spends its failure budget every day
