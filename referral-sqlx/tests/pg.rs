@@ -1747,6 +1747,79 @@ async fn an_open_activation_makes_no_unrelated_write_wait() {
     assert_forest(&stores[0]).await;
 }
 
+/// An activation of a referrer's code held open makes no other activation
+/// of the same code wait for a count row, even from a backend that would
+/// have chosen the same one of the 16 rows (pid equal modulo 16: one chance
+/// in 16 for any two before migration 20261130070001). Found by connecting
+/// until such a backend turns up, so not left to chance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_activation_makes_a_same_shard_activation_of_the_code_not_wait() {
+    use sqlx::{Connection, PgConnection};
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(23);
+    let mut next = 0;
+    let people = users(&stores, &rng, &mut next, 3).await;
+    let [x, y, v] = <[User; 3]>::try_from(people).unwrap();
+    let mut open = stores[0].pool().begin().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *open)
+        .await
+        .unwrap();
+    let outcome: String =
+        sqlx::query_scalar("SELECT outcome FROM referral_activate($1, $2, $3, 3600000000, 10)")
+            .bind(x.id.as_uuid())
+            .bind(y.invite_code.as_str())
+            .bind(t0())
+            .fetch_one(&mut *open)
+            .await
+            .unwrap();
+    assert_eq!(outcome, "activated");
+    // A backend whose pid is x's modulo 16 (one connection at a time: a new
+    // backend is a new process, with a pid not used since long).
+    let options = stores[1].pool().connect_options();
+    let mut tries = 0;
+    let mut same = loop {
+        let mut c = PgConnection::connect_with(&options).await.unwrap();
+        let other: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        if other % 16 == pid % 16 {
+            break c;
+        }
+        c.close().await.unwrap();
+        tries += 1;
+        assert!(tries < 1000, "no backend with pid {pid} mod 16");
+    };
+    sqlx::query("SET statement_timeout = '5s'")
+        .execute(&mut same)
+        .await
+        .unwrap();
+    let outcome: String =
+        sqlx::query_scalar("SELECT outcome FROM referral_activate($1, $2, $3, 3600000000, 10)")
+            .bind(v.id.as_uuid())
+            .bind(y.invite_code.as_str())
+            .bind(t0())
+            .fetch_one(&mut same)
+            .await
+            .expect("completes while x's activation is open");
+    assert_eq!(outcome, "activated");
+    open.commit().await.unwrap();
+    let profile = stores[1].profile(y.id, 10).await.unwrap().unwrap();
+    assert_eq!(profile.referral_count, 2);
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM referral_count_shards WHERE user_id = $1")
+            .bind(y.id.as_uuid())
+            .fetch_one(stores[1].pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, 2, "two rows, neither waited for");
+}
+
 /// A viral code: hundreds of activations of one code at once, over two
 /// pools, all counted exactly, in more than one counter row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
