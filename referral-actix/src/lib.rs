@@ -52,7 +52,10 @@ pub use referral_http::{
     JwtSecret, Limits, Reply, ServerCaller, TrustedProxies, referral_core,
 };
 
+pub mod admin;
 pub mod middleware;
+
+pub use admin::{Admin, Csv};
 
 /// Registers every referral route on `cfg`, with paths relative to where it
 /// is mounted (`web::scope("/referral").configure(configure)`, or
@@ -84,6 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/dev/sms", "GET, HEAD").route(get().to(dev_sms)))
         .service(resource("/api/openapi.json", "GET, HEAD").route(get().to(openapi_json)))
         .service(resource("/health", "GET, HEAD").route(get().to(health)));
+    admin::configure(cfg);
 }
 
 /// [`configure`], with `api` put in the app data first.
@@ -200,7 +204,7 @@ impl Headers for ActixHeaders<'_> {
 }
 
 /// The [`Api`] of the app data.
-fn api_of(req: &HttpRequest) -> Result<web::Data<Api>, Error> {
+pub(crate) fn api_of(req: &HttpRequest) -> Result<web::Data<Api>, Error> {
     req.app_data::<web::Data<Api>>().cloned().ok_or_else(|| {
         tracing::error!("no web::Data<Api> in the app data: use referral_actix::configure_with");
         Error(ApiError::internal())
@@ -304,7 +308,7 @@ pub async fn read_json<T: DeserializeOwned>(
 }
 
 /// The raw query string, if any.
-fn query(req: &HttpRequest) -> Option<&str> {
+pub(crate) fn query(req: &HttpRequest) -> Option<&str> {
     Some(req.query_string()).filter(|q| !q.is_empty())
 }
 

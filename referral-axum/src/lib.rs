@@ -63,7 +63,10 @@ pub use referral_http::{
     JwtSecret, Limits, Reply, ServerCaller, TrustedProxies, referral_core,
 };
 
+pub mod admin;
 pub mod middleware;
+
+pub use admin::{Admin, Csv};
 
 /// Every referral route, with paths relative to where you mount it
 /// (`Router::nest("/referral", router())`, or `merge` for the paths of the
@@ -97,6 +100,7 @@ where
         .route("/api/dev/sms", only(get(dev_sms)))
         .route("/api/openapi.json", only(get(openapi_json)))
         .route("/health", only(get(health)))
+        .merge(admin::routes())
 }
 
 /// The route's other methods answer 405 in the envelope (axum keeps `Allow`).

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use referral_core::{ClientAddress, ReferralService, StubSmsSender, UserId};
 
+use crate::admin::AdminPhones;
 use crate::auth::{Authenticator, Headers};
 use crate::client::TrustedProxies;
 use crate::error::ApiError;
@@ -48,6 +49,7 @@ struct Inner {
     health_timeout: Duration,
     api_keys: ApiKeys,
     trusted_proxies: TrustedProxies,
+    admins: AdminPhones,
     openapi: String,
 }
 
@@ -61,6 +63,7 @@ impl fmt::Debug for Api {
             .field("health_timeout", &self.inner.health_timeout)
             .field("api_keys", &self.inner.api_keys)
             .field("trusted_proxies", &self.inner.trusted_proxies)
+            .field("admins", &self.inner.admins)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +84,7 @@ pub struct ApiBuilder {
     health_timeout: Duration,
     api_keys: ApiKeys,
     trusted_proxies: TrustedProxies,
+    admins: AdminPhones,
 }
 
 impl fmt::Debug for ApiBuilder {
@@ -92,6 +96,7 @@ impl fmt::Debug for ApiBuilder {
             .field("health_timeout", &self.health_timeout)
             .field("api_keys", &self.api_keys)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("admins", &self.admins)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +144,13 @@ impl ApiBuilder {
         self
     }
 
+    /// The operators: users with these phones may call the `/api/admin/*`
+    /// routes (default: nobody; see [`crate::admin`]).
+    pub fn admin_phones(mut self, phones: AdminPhones) -> Self {
+        self.admins = phones;
+        self
+    }
+
     /// The [`Api`].
     #[must_use]
     pub fn build(self) -> Api {
@@ -152,6 +164,7 @@ impl ApiBuilder {
                 health_timeout: self.health_timeout,
                 api_keys: self.api_keys,
                 trusted_proxies: self.trusted_proxies,
+                admins: self.admins,
                 openapi,
             }),
         }
@@ -177,6 +190,7 @@ impl Api {
             health_timeout: Self::DEFAULT_HEALTH_TIMEOUT,
             api_keys: ApiKeys::default(),
             trusted_proxies: TrustedProxies::default(),
+            admins: AdminPhones::default(),
         }
     }
 
@@ -234,6 +248,12 @@ impl Api {
         ))
     }
 
+    /// The operators' phones.
+    #[must_use]
+    pub fn admin_phones(&self) -> &AdminPhones {
+        &self.inner.admins
+    }
+
     /// The OpenAPI document, serialised once at build.
     #[must_use]
     pub fn openapi_json(&self) -> &str {
@@ -241,13 +261,20 @@ impl Api {
     }
 
     /// The caller of an authenticated route, recognised by the host's
-    /// [`Authenticator`] from the request's headers.
+    /// [`Authenticator`] from the request's headers, and not blocked by an
+    /// operator (one store read per request while operators are on; see
+    /// [`referral_core::operator`]).
     ///
     /// # Errors
     /// 401 `unauthorized` for missing, malformed, expired or forged
-    /// credentials; 503 or 500 when the authenticator fails.
+    /// credentials; 403 `user_blocked` for a blocked user; 503 or 500 when
+    /// the authenticator or the store fails.
     pub async fn authenticate(&self, headers: &dyn Headers) -> Result<UserId, ApiError> {
-        Ok(self.inner.auth.authenticate(headers).await?)
+        let user = self.inner.auth.authenticate(headers).await?;
+        if self.inner.service.block_of(user).await?.is_some() {
+            return Err(crate::admin::user_blocked());
+        }
+        Ok(user)
     }
 
     /// Checks the API key of a `/api/server/*` request (constant time).

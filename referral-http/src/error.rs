@@ -261,7 +261,7 @@ impl From<CursorError> for ApiError {
 }
 
 /// 400 `invalid_cursor`, for the cursor of any page.
-fn invalid_cursor() -> ApiError {
+pub(crate) fn invalid_cursor() -> ApiError {
     ApiError::new(
         400,
         "invalid_cursor",
@@ -317,6 +317,7 @@ impl From<VerifyError> for ApiError {
                 tracing::error!("no free invite code for a new user");
                 Self::unavailable("no account can be created right now; try again later")
             }
+            VerifyError::Blocked => crate::admin::user_blocked(),
             VerifyError::Store(e) => e.into(),
             _ => unexpected(&error),
         }
@@ -359,6 +360,7 @@ impl From<ActivateError> for ApiError {
             ActivateError::TooManyAttempts { retry_after } => {
                 Self::too_many_requests(message, retry_after)
             }
+            ActivateError::Blocked => crate::admin::user_blocked(),
             ActivateError::Store(e) => e.into(),
             _ => unexpected(&error),
         }
@@ -475,13 +477,13 @@ impl From<RewardsError> for ApiError {
 }
 
 /// A token whose user no longer exists.
-fn user_gone() -> ApiError {
+pub(crate) fn user_gone() -> ApiError {
     ApiError::unauthorized("the access token's user no longer exists")
 }
 
 /// A variant this server does not know (the core's enums are
 /// `#[non_exhaustive]`): a bug to fix here.
-fn unexpected(error: &dyn StdError) -> ApiError {
+pub(crate) fn unexpected(error: &dyn StdError) -> ApiError {
     tracing::error!(error = %chain(error), "unmapped error");
     ApiError::internal()
 }

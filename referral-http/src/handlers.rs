@@ -284,7 +284,7 @@ pub async fn referrals(api: &Api, user: UserId, query: Option<&str>) -> Result<R
 
 /// The `limit` (1 to 500, default 50) and the `cursor` (read by `parse`) of
 /// a page's raw query string.
-fn page_query<C, E>(
+pub(crate) fn page_query<C, E>(
     query: Option<&str>,
     parse: impl FnOnce(&str) -> Result<C, E>,
 ) -> Result<(PageLimit, Option<C>), ApiError>

@@ -13,6 +13,7 @@
 //! | [`auth`] | the authentication port ([`Authenticator`]) and its default, HS256 bearer tokens ([`JwtAuth`]) |
 //! | [`client`] | the client address of a request (the socket's peer, or `X-Forwarded-For` from [`TrustedProxies`]) for the per-client send limit |
 //! | [`keys`] | the API keys of the host backend's routes ([`ApiKeys`], compared in constant time) |
+//! | [`admin`] | the operators' routes: who is an operator ([`AdminPhones`]), their handlers, DTOs and error mapping, the streamed CSV exports ([`CsvExport`]) |
 //! | [`query`] | query strings read as the contract writes them (`?phone=+7…`) |
 //! | [`dto`] | the request and answer bodies |
 //! | [`openapi`] | the OpenAPI 3.1 document, built from the handlers' annotations |
@@ -24,7 +25,14 @@
 //! `GET /api/openapi.json`, and the host backend's routes (API key, see
 //! [`keys`]): `POST /api/server/conversions`,
 //! `POST /api/server/conversions/{external_id}/reversals`,
-//! `POST /api/server/rewards/{id}/paid`.
+//! `POST /api/server/rewards/{id}/paid`; and the operators' routes (an
+//! access token of a phone in [`AdminPhones`], see [`admin`]):
+//! `GET /api/admin/users`, `GET /api/admin/users/{id}`,
+//! `POST /api/admin/users/{id}/block`, `POST /api/admin/users/{id}/unblock`,
+//! `POST /api/admin/rewards/{id}/void`, `GET /api/admin/stats`,
+//! `GET /api/admin/leaderboard`, `GET /api/admin/export/referrals.csv`,
+//! `GET /api/admin/export/rewards.csv` (streamed: the framework crates
+//! send a [`CsvExport`] chunk by chunk).
 //!
 //! ## Quick start
 //!
@@ -62,6 +70,7 @@
 //! 3. its errors: `From<TheCoreError> for ApiError` in [`error`];
 //! 4. a one-line handler in each framework crate calling it.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod client;
@@ -73,6 +82,7 @@ pub mod openapi;
 pub mod query;
 pub mod rules;
 
+pub use admin::{AdminPhones, CsvExport, Operator};
 pub use api::{Api, ApiBuilder, ServerCaller};
 pub use auth::{
     AuthError, Authenticator, BearerToken, Credentials, Headers, JwtAuth, JwtSecret, JwtSecretError,

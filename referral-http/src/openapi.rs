@@ -7,6 +7,12 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::admin;
+use crate::admin::dto::{
+    BlockDto, BlockRequest, DayDto, Leaderboard, LeaderboardItem, MoneyDto, ReferrerDto,
+    RewardTotalsDto, StatsDto, TotalsDto, UnblockRequest, UserDetailDto, UserSummaryDto, UsersPage,
+    VoidRequest,
+};
 use crate::dto::{
     BalanceDto, CodeRequest, CodeSentResponse, ConversionAnswer, ConversionDto, ConversionRequest,
     DevSms, ErrorBody, ErrorDetail, Health, InviteRequest, LoginResponse, PaidRequest,
@@ -35,19 +41,24 @@ use crate::handlers;
         handlers::request_code, handlers::verify, handlers::profile, handlers::activate_invite,
         handlers::referrals, handlers::rewards, handlers::record_conversion,
         handlers::reverse_conversion, handlers::mark_reward_paid, handlers::dev_sms,
-        handlers::health, handlers::openapi_json
+        handlers::health, handlers::openapi_json, admin::search_users, admin::user_detail,
+        admin::block_user, admin::unblock_user, admin::void_reward, admin::stats,
+        admin::leaderboard, admin::export_referrals, admin::export_rewards
     ),
     components(schemas(
         CodeRequest, CodeSentResponse, VerifyRequest, LoginResponse, ProfileResponse,
         InviteRequest, ReferralItem, ReferralsPage, DevSms, Health, ErrorBody, ErrorDetail,
         BalanceDto, ConversionRequest, ReversalRequest, PaidRequest, ConversionDto, RewardDto,
-        ConversionAnswer, RewardsPage
+        ConversionAnswer, RewardsPage, UserSummaryDto, UsersPage, ReferrerDto, BlockDto,
+        UserDetailDto, BlockRequest, UnblockRequest, VoidRequest, MoneyDto, LeaderboardItem,
+        Leaderboard, RewardTotalsDto, TotalsDto, DayDto, StatsDto
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Log in by phone with a one-time code"),
         (name = "profile", description = "The caller's profile and referrals (Bearer token)"),
         (name = "server", description = "The host's backend reports conversions and payouts (API key: `Authorization: Bearer <key>` of `REFERRAL_API_KEYS`)"),
+        (name = "admin", description = "Operators: search, block, void, statistics, exports (Bearer token of a phone in `REFERRAL_ADMIN_PHONES`; others: 403 `forbidden`)"),
         (name = "dev", description = "Development helpers"),
         (name = "ops", description = "Health and documentation")
     )
@@ -144,6 +155,15 @@ mod tests {
             "/api/dev/sms",
             "/health",
             "/api/openapi.json",
+            "/api/admin/users",
+            "/api/admin/users/{id}",
+            "/api/admin/users/{id}/block",
+            "/api/admin/users/{id}/unblock",
+            "/api/admin/rewards/{id}/void",
+            "/api/admin/stats",
+            "/api/admin/leaderboard",
+            "/api/admin/export/referrals.csv",
+            "/api/admin/export/rewards.csv",
         ] {
             assert!(doc["paths"][path].is_object(), "{path}");
         }

@@ -1,6 +1,11 @@
 //! The cases, one `async fn` each, written from API.md. Each spawns the
 //! server(s) it needs through [`Ctx`].
 
+mod operators;
+pub use operators::{
+    admin_block_and_unblock, admin_csv_exports, admin_leaderboard_and_stats,
+    admin_routes_refuse_non_operators, admin_search_and_detail, admin_void_reward,
+};
 mod rewards;
 pub use rewards::{
     rewards_errors, rewards_two_servers_one_conversion, rewards_without_keys,

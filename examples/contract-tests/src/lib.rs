@@ -59,7 +59,9 @@ macro_rules! contract_tests {
                     race_one_phone_many_codes, race_one_code_many_verifies,
                     race_one_user_many_codes, race_many_users_one_code, race_mutual_activations,
                     concurrent_codes_do_not_block, test_phones, real_provider, rewards_errors,
-                    rewards_without_keys;
+                    rewards_without_keys, admin_routes_refuse_non_operators,
+                    admin_search_and_detail, admin_block_and_unblock, admin_void_reward,
+                    admin_leaderboard_and_stats, admin_csv_exports;
                 postgres_only: two_servers_share_one_store, store_outage,
                     rewards_two_servers_one_conversion;
             }

@@ -11,7 +11,7 @@ use clap::{ArgAction, Parser};
 
 use crate::provider::{SmsSettings, SmsSettingsError};
 use referral_core::{BasisPoints, Config, Currency, OtpLength, Region};
-use referral_http::{ApiKey, JwtSecret, TrustedProxies};
+use referral_http::{AdminPhones, ApiKey, JwtSecret, TrustedProxies};
 
 /// The settings of an example server (API.md's table, plus the few a real
 /// deployment needs: request and SMS timeouts).
@@ -206,6 +206,12 @@ pub struct Settings {
     )]
     pub api_keys: Vec<ApiKey>,
 
+    /// Comma-separated phones (any spelling the login accepts) whose users
+    /// are operators: their access tokens also open `/api/admin/*`; unset:
+    /// nobody is (those routes answer 403 to every user).
+    #[arg(long, env = "REFERRAL_ADMIN_PHONES", value_delimiter = ',')]
+    pub admin_phones: Vec<String>,
+
     /// Minor units paid to the referrer on a referee's first qualifying
     /// conversion.
     #[arg(long, env = "REFERRAL_REWARD_REFERRER_FIXED", default_value_t = 0,
@@ -302,6 +308,7 @@ impl fmt::Debug for Settings {
             .field("max_connections", &self.max_connections)
             .field("sms", &self.sms)
             .field("api_keys", &self.api_keys.len())
+            .field("admin_phones", &self.admin_phones.len())
             .field("reward_referrer_fixed", &self.reward_referrer_fixed)
             .field("reward_referrer_bp", &self.reward_referrer_bp)
             .field("reward_window_days", &self.reward_window_days)
@@ -362,6 +369,15 @@ pub enum SettingsError {
     /// The SMS provider cannot be set up (the message names the setting).
     #[error(transparent)]
     Sms(#[from] SmsSettingsError),
+    /// A phone of `REFERRAL_ADMIN_PHONES` is not a phone.
+    #[error("REFERRAL_ADMIN_PHONES: {phone:?} is not a phone: {error}")]
+    AdminPhone {
+        /// The entry as given.
+        phone: String,
+        /// Why it is not a phone.
+        #[source]
+        error: referral_core::PhoneError,
+    },
 }
 
 impl Settings {
@@ -420,6 +436,19 @@ impl Settings {
             .mut_args(|a| a.env(None::<&str>))
             .try_get_matches_from(args)?;
         <Self as FromArgMatches>::from_arg_matches(&matches)
+    }
+
+    /// The operators of `REFERRAL_ADMIN_PHONES`, read with the default
+    /// region.
+    ///
+    /// # Errors
+    /// [`SettingsError::AdminPhone`] for an entry that is not a phone.
+    pub fn admin_phones(&self) -> Result<AdminPhones, SettingsError> {
+        AdminPhones::parse(
+            self.admin_phones.iter().map(String::as_str),
+            self.default_region,
+        )
+        .map_err(|(phone, error)| SettingsError::AdminPhone { phone, error })
     }
 
     /// The core configuration these settings describe.

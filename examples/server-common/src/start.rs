@@ -38,12 +38,14 @@ pub enum StartError {
 /// PostgreSQL (migrated) when `DATABASE_URL` is set; the SMS sender of
 /// `REFERRAL_SMS_PROVIDER` ([`crate::provider::sms_sender`]: the simulated
 /// one with its dev outbox when that is on, or a real provider); the JWT
-/// authenticator; the API keys.
+/// authenticator; the API keys; the operators of `REFERRAL_ADMIN_PHONES`
+/// (the store is also the service's operator store).
 ///
 /// # Errors
 /// [`StartError`] for bad settings or an unreachable database.
 pub async fn start(settings: &Settings) -> Result<Started, StartError> {
     let config = settings.config()?;
+    let admins = settings.admin_phones()?;
     let secret = match &settings.jwt_secret {
         Some(secret) => secret.clone(),
         None => {
@@ -84,7 +86,9 @@ pub async fn start(settings: &Settings) -> Result<Started, StartError> {
             )
             .await?;
             (
-                ReferralService::builder(Arc::clone(&store), sms).rewards(store),
+                ReferralService::builder(Arc::clone(&store), sms)
+                    .rewards(Arc::clone(&store) as _)
+                    .operators(store),
                 "postgres",
             )
         }
@@ -92,7 +96,9 @@ pub async fn start(settings: &Settings) -> Result<Started, StartError> {
             tracing::info!("using the in-memory store (data is lost on exit)");
             let store = Arc::new(MemoryStore::new());
             (
-                ReferralService::builder(Arc::clone(&store), sms).rewards(store),
+                ReferralService::builder(Arc::clone(&store), sms)
+                    .rewards(Arc::clone(&store) as _)
+                    .operators(store),
                 "memory",
             )
         }
@@ -105,7 +111,15 @@ pub async fn start(settings: &Settings) -> Result<Started, StartError> {
     let auth = JwtAuth::new(&secret, settings.token_ttl(), Arc::new(SystemClock));
     let service = Arc::new(service);
     let approver = Approver::new(Arc::clone(&service), settings.reward_approve_every());
-    let mut api = Api::builder(service, auth).api_keys(&settings.api_keys);
+    if !admins.is_empty() {
+        tracing::info!(
+            operators = admins.len(),
+            "REFERRAL_ADMIN_PHONES: operators may use /api/admin/*"
+        );
+    }
+    let mut api = Api::builder(service, auth)
+        .api_keys(&settings.api_keys)
+        .admin_phones(admins);
     if let Some(proxies) = &settings.trusted_proxies {
         tracing::info!(%proxies, "trusting X-Forwarded-For from these proxies");
         api = api.trusted_proxies(proxies.clone());
