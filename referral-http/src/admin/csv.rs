@@ -253,7 +253,7 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
-    use super::Writer;
+    use super::{CsvExport, Writer};
 
     /// What Python's `csv` module reads back from `body`: one JSON array of
     /// rows.
@@ -316,5 +316,58 @@ mod tests {
             python_rows(&body),
             serde_json::json!([["a"], ["1"], ["2,3"]])
         );
+    }
+
+    /// An export of more rows than one store batch comes out as one chunk
+    /// per batch (the header with the first), never as one body: with
+    /// `EXPORT_BATCH + 1` referrals, two chunks, the second holding one row.
+    #[tokio::test]
+    async fn an_export_is_one_chunk_per_batch() {
+        use referral_core::service::EXPORT_BATCH;
+        use referral_core::{PhoneNumber, ReferralService, StubSmsSender};
+        use referral_memory::MemoryStore;
+        use std::sync::Arc;
+
+        let store = Arc::new(MemoryStore::new());
+        let sms = Arc::new(StubSmsSender::new());
+        let service = ReferralService::builder(Arc::clone(&store), Arc::clone(&sms) as _)
+            .operators(store)
+            .build()
+            .unwrap();
+        let login = |i: usize| {
+            let (service, sms) = (&service, &sms);
+            async move {
+                let phone: PhoneNumber = format!("+7999{i:07}").parse().unwrap();
+                service.request_code(&phone).await.unwrap();
+                let code = sms.latest(&phone).unwrap().code;
+                service.verify_code(&phone, &code).await.unwrap().user
+            }
+        };
+        let referrer = login(0).await;
+        for i in 1..=EXPORT_BATCH + 1 {
+            let referee = login(i).await;
+            service
+                .activate_invite(referee.id, &referrer.invite_code)
+                .await
+                .unwrap();
+        }
+        let secret: crate::JwtSecret = "a secret of at least thirty-two bytes".parse().unwrap();
+        let auth = crate::JwtAuth::new(
+            &secret,
+            std::time::Duration::from_secs(60),
+            Arc::new(referral_core::SystemClock),
+        );
+        let api = crate::Api::builder(service, auth).build();
+        let mut export = CsvExport::referrals(&api, referrer.id).await.unwrap();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = export.next_chunk().await {
+            chunks.push(chunk.unwrap());
+        }
+        let lines = |c: &[u8]| c.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(lines(&chunks[0]), EXPORT_BATCH + 1, "header and one batch");
+        assert_eq!(lines(&chunks[1]), 1);
+        let rows = python_rows(&chunks.concat());
+        assert_eq!(rows.as_array().map(Vec::len), Some(EXPORT_BATCH + 2));
     }
 }
