@@ -136,6 +136,11 @@ impl Api {
     }
 }
 
+/// What the schema of the users search's `q` accepts: nothing (every user),
+/// 1 to 15 digits with an optional `+` (a phone prefix), or 6 letters and
+/// digits (an invite code). The server also trims surrounding whitespace.
+pub const QUERY_PATTERN: &str = r"^(\+?[0-9]{1,15}|[A-Za-z0-9]{6})?$";
+
 /// 403 `user_blocked`: the answer to a blocked user's every route.
 #[must_use]
 pub fn user_blocked() -> ApiError {
@@ -167,7 +172,8 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
     get, path = "/api/admin/users", tag = "admin",
     security(("bearer" = [])),
     params(
-        ("q" = Option<String>, Query, description = "Phone digits (`+` optional) the phone starts with, or an invite code (any case)", max_length = 16),
+        ("q" = Option<String>, Query, description = "Phone digits (`+` optional) the phone starts with, or an invite code (any case); empty: every user (see `QUERY_PATTERN`)",
+            pattern = r"^(\+?[0-9]{1,15}|[A-Za-z0-9]{6})?$", max_length = 16),
         ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)", minimum = 1, maximum = 500),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page (a phone in E.164)",
             pattern = r"^\+[1-9][0-9]{6,14}$", min_length = 8, max_length = 16),
@@ -578,6 +584,32 @@ mod tests {
         ];
         for (e, status, code) in cases {
             assert_eq!((e.status, e.code), (status, code), "{e}");
+        }
+    }
+
+    /// The document's pattern for `q` is [`QUERY_PATTERN`], and what it
+    /// matches the parser accepts.
+    #[test]
+    fn query_pattern_matches_the_parser() {
+        let doc: serde_json::Value = serde_json::from_str(&crate::openapi::json()).unwrap();
+        let q = &doc["paths"]["/api/admin/users"]["get"]["parameters"][0];
+        assert_eq!(q["name"], "q");
+        assert_eq!(q["schema"]["pattern"], QUERY_PATTERN);
+        let pattern = regex_lite::Regex::new(QUERY_PATTERN).unwrap();
+        for ok in ["", "7", "+7999", "123456789012345", "a7kq2M", "123456"] {
+            assert!(pattern.is_match(ok), "{ok}");
+            assert!(UserQuery::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "+",
+            "7-999",
+            "abc",
+            "1234567890123456",
+            "a7kq2m!",
+            "+a7kq2m",
+        ] {
+            assert!(!pattern.is_match(bad), "{bad}");
+            assert!(UserQuery::parse(bad).is_err(), "{bad}");
         }
     }
 
