@@ -13,8 +13,10 @@
 #   3. for each server: starts it on 127.0.0.1:0 with the in-memory store, no
 #      SMS delay, the dev outbox on, an API key made for this run and the
 #      reward policy the collection's "Rewards" folder expects (fixed 1000,
-#      5 %, welcome 300, RUB), reads its address from the `listening on`
-#      line, runs newman with `baseUrl` and `apiKey` set, then stops the
+#      5 %, welcome 300, RUB), an operator's phone made for this run
+#      (REFERRAL_ADMIN_PHONES, for the "Operators" folder), reads its address
+#      from the `listening on` line, runs newman with `baseUrl`, `apiKey` and
+#      `adminPhone` set, then stops the
 #      server (SIGTERM; also on failure);
 #   4. prints `NAME: N passed, N failed` (assertions) per server, and exits 1
 #      when newman failed on any of them.
@@ -45,6 +47,9 @@ cargo build --quiet -p referral-server -p referral-server-actix --bins
 WORK=$(mktemp -d)
 # The key the collection sends on /api/server/*: random per run, 48 hex digits.
 API_KEY=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+# The operator's phone (REFERRAL_ADMIN_PHONES): random per run, as the
+# collection's own phones are.
+ADMIN_PHONE=+7999$(printf '%07d' $((RANDOM * 32768 + RANDOM))  | cut -c1-7)
 SERVER_PID=
 stop_server() {
     if [[ -n "$SERVER_PID" ]]; then
@@ -68,6 +73,7 @@ start_server() {
         REFERRAL_LISTEN=127.0.0.1:0 REFERRAL_SMS_DELAY_MS=0 REFERRAL_DEV_OUTBOX=1 \
         REFERRAL_API_KEYS="$API_KEY" REFERRAL_REWARD_REFERRER_FIXED=1000 \
         REFERRAL_REWARD_REFERRER_BP=500 REFERRAL_REWARD_WELCOME_FIXED=300 \
+        REFERRAL_ADMIN_PHONES="$ADMIN_PHONE" \
         RUST_LOG=warn \
         "$1" >"$WORK/stdout" 2>"$WORK/stderr" &
     SERVER_PID=$!
@@ -94,7 +100,7 @@ for s in "${servers[@]}"; do
     echo "== newman against $bin at $BASE"
     set +e
     FORCE_COLOR=0 "$NEWMAN" run "$COLLECTION" \
-        --env-var "baseUrl=$BASE" --env-var "apiKey=$API_KEY" \
+        --env-var "baseUrl=$BASE" --env-var "apiKey=$API_KEY" --env-var "adminPhone=$ADMIN_PHONE" \
         --reporters cli,json --reporter-json-export "$WORK/$s.json" \
         --reporter-cli-no-success-assertions \
         --color=off \
