@@ -139,6 +139,24 @@ pub struct Harness<S> {
     phones: std::sync::atomic::AtomicU64,
 }
 
+/// A service on `store` with the harness's ports and `config`.
+fn service_on<S: KitStore>(
+    store: &Arc<S>,
+    sms: &Arc<StubSmsSender>,
+    clock: &Arc<TestClock>,
+    key: &OtpKey,
+    seed: u64,
+    config: Config,
+) -> ReferralService {
+    ReferralService::builder(Arc::clone(store), Arc::<StubSmsSender>::clone(sms))
+        .clock(Arc::<TestClock>::clone(clock))
+        .random(Arc::new(SeededRandom::new(seed)))
+        .otp_key(key.clone())
+        .config(config)
+        .build()
+        .expect("valid config")
+}
+
 impl<S: KitStore> Harness<S> {
     /// A harness with the default configuration.
     pub fn new(store: S) -> Self {
@@ -154,14 +172,7 @@ impl<S: KitStore> Harness<S> {
         let clock = Arc::new(TestClock::default());
         let sms = Arc::new(StubSmsSender::with_clock(Arc::<TestClock>::clone(&clock)));
         let key = OtpKey::from_bytes(&[42u8; 32]).expect("32 bytes");
-        let service =
-            ReferralService::builder(Arc::clone(&store), Arc::<StubSmsSender>::clone(&sms))
-                .clock(Arc::<TestClock>::clone(&clock))
-                .random(Arc::new(SeededRandom::new(0x5eed)))
-                .otp_key(key.clone())
-                .config(config)
-                .build()
-                .expect("valid config");
+        let service = service_on(&store, &sms, &clock, &key, 0x5eed, config);
         Self {
             store,
             service,
@@ -170,6 +181,16 @@ impl<S: KitStore> Harness<S> {
             key,
             phones: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Another service with `config` on this harness's store, clock, SMS
+    /// outbox and key (say, the same deployment restarted with other
+    /// settings).
+    ///
+    /// # Panics
+    /// When the configuration is invalid.
+    pub fn service_with(&self, config: Config) -> ReferralService {
+        service_on(&self.store, &self.sms, &self.clock, &self.key, 0x10, config)
     }
 
     /// A phone number no other call of this harness returned.
@@ -597,14 +618,7 @@ pub mod cases {
         // The same store, clock and key; the budget now 5.
         let mut config = Config::default();
         config.otp.max_failures_per_window = 5;
-        let lowered =
-            ReferralService::builder(Arc::clone(&h.store), Arc::<StubSmsSender>::clone(&h.sms))
-                .clock(Arc::<TestClock>::clone(&h.clock))
-                .random(Arc::new(SeededRandom::new(0x10)))
-                .otp_key(h.key.clone())
-                .config(config)
-                .build()
-                .expect("valid config");
+        let lowered = h.service_with(config);
         let r = lowered.verify_code(&phone, &live).await;
         assert!(
             matches!(r, Err(VerifyError::CodeBurned { .. })),
