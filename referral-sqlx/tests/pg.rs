@@ -1520,6 +1520,22 @@ async fn activate(store: &PgStore, me: &User, owner: &User) -> ActivationOutcome
         .unwrap()
 }
 
+/// `referral_activate` called directly on `conn` (a transaction held open, a
+/// chosen backend, or the pool), with a one-hour window of at most 10
+/// unknown codes: its outcome.
+async fn activate_raw<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    me: &User,
+    owner: &User,
+) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT outcome FROM referral_activate($1, $2, $3, 3600000000, 10)")
+        .bind(me.id.as_uuid())
+        .bind(owner.invite_code.as_str())
+        .bind(t0())
+        .fetch_one(conn)
+        .await
+}
+
 /// No user is its own ancestor: every referrer chain ends at a root.
 async fn assert_forest(store: &PgStore) {
     let cycles: i64 = sqlx::query_scalar(
@@ -1685,15 +1701,7 @@ async fn an_open_activation_makes_no_unrelated_write_wait() {
 
     // x activates y's code, in a transaction held open on pool a.
     let mut open = stores[0].pool().begin().await.unwrap();
-    let outcome: String =
-        sqlx::query_scalar("SELECT outcome FROM referral_activate($1, $2, $3, 3600000000, 10)")
-            .bind(x.id.as_uuid())
-            .bind(y.invite_code.as_str())
-            .bind(t0())
-            .fetch_one(&mut *open)
-            .await
-            .unwrap();
-    assert_eq!(outcome, "activated");
+    assert_eq!(activate_raw(&mut *open, &x, &y).await.unwrap(), "activated");
 
     // Meanwhile, on pool b: each of these completes while x's transaction is
     // still open (were it to wait for it, it could never complete: the test
@@ -1769,15 +1777,7 @@ async fn an_open_activation_makes_a_same_shard_activation_of_the_code_not_wait()
         .fetch_one(&mut *open)
         .await
         .unwrap();
-    let outcome: String =
-        sqlx::query_scalar("SELECT outcome FROM referral_activate($1, $2, $3, 3600000000, 10)")
-            .bind(x.id.as_uuid())
-            .bind(y.invite_code.as_str())
-            .bind(t0())
-            .fetch_one(&mut *open)
-            .await
-            .unwrap();
-    assert_eq!(outcome, "activated");
+    assert_eq!(activate_raw(&mut *open, &x, &y).await.unwrap(), "activated");
     // A backend whose pid is x's modulo 16 (one connection at a time: a new
     // backend is a new process, with a pid not used since long).
     let options = stores[1].pool().connect_options();
@@ -1799,14 +1799,9 @@ async fn an_open_activation_makes_a_same_shard_activation_of_the_code_not_wait()
         .execute(&mut same)
         .await
         .unwrap();
-    let outcome: String =
-        sqlx::query_scalar("SELECT outcome FROM referral_activate($1, $2, $3, 3600000000, 10)")
-            .bind(v.id.as_uuid())
-            .bind(y.invite_code.as_str())
-            .bind(t0())
-            .fetch_one(&mut same)
-            .await
-            .expect("completes while x's activation is open");
+    let outcome = activate_raw(&mut same, &v, &y)
+        .await
+        .expect("completes while x's activation is open");
     assert_eq!(outcome, "activated");
     open.commit().await.unwrap();
     let profile = stores[1].profile(y.id, 10).await.unwrap().unwrap();
@@ -1897,16 +1892,10 @@ async fn upgrading_to_parallel_writes_keeps_counts_and_event_order() {
         register(&store, &rng, 3).await,
     );
     for fan in [&bob, &carol] {
-        let out = sqlx::query_scalar::<_, String>(
-            "SELECT outcome FROM referral_activate($1, $2, $3, 3600000000, 10)",
-        )
-        .bind(fan.id.as_uuid())
-        .bind(alice.invite_code.as_str())
-        .bind(t0())
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        assert_eq!(out, "activated");
+        assert_eq!(
+            activate_raw(store.pool(), fan, &alice).await.unwrap(),
+            "activated"
+        );
     }
     let old: Vec<i64> = sqlx::query_scalar("SELECT id FROM referral_events ORDER BY id")
         .fetch_all(store.pool())
