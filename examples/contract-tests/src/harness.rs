@@ -47,6 +47,11 @@ pub enum Backend {
     Memory,
     /// PostgreSQL: each server gets a fresh database on `DATABASE_URL`.
     Postgres,
+    /// PostgreSQL through a transaction-mode PgBouncer: each server gets a
+    /// fresh database on `DATABASE_URL`, reached through the pooler at
+    /// `REFERRAL_TEST_PGBOUNCER_URL` with `REFERRAL_DB_TRANSACTION_POOLER=1`,
+    /// and migrated over the direct connection (`REFERRAL_DB_MIGRATION_URL`).
+    PgBouncer,
 }
 
 /// What a case's servers are: processes of a binary, or apps in this
@@ -86,6 +91,8 @@ pub struct Ctx {
     target: Target,
     backend: Backend,
     admin_url: Option<String>,
+    /// The pooler in front of `admin_url`'s server ([`Backend::PgBouncer`]).
+    pooler_url: Option<String>,
     /// Databases made for this case, dropped when it passes.
     made: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -103,18 +110,17 @@ where
 {
     let admin_url = match backend {
         Backend::Memory => None,
-        Backend::Postgres => match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.trim().is_empty() => Some(url),
-            _ => {
-                assert!(
-                    !under_ci(),
-                    "DATABASE_URL is not set: the PostgreSQL contract cases cannot run under CI \
-                     without it (scripts/test.sh starts a throwaway PostgreSQL)"
-                );
-                eprintln!("skipping {name} on PostgreSQL: DATABASE_URL is not set");
-                return;
-            }
+        Backend::Postgres | Backend::PgBouncer => match test_url("DATABASE_URL", name) {
+            Some(url) => Some(url),
+            None => return,
         },
+    };
+    let pooler_url = match backend {
+        Backend::PgBouncer => match test_url("REFERRAL_TEST_PGBOUNCER_URL", name) {
+            Some(url) => Some(url),
+            None => return,
+        },
+        Backend::Memory | Backend::Postgres => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -125,6 +131,7 @@ where
         target: target.into(),
         backend,
         admin_url,
+        pooler_url,
         made: std::sync::Arc::default(),
     };
     let cleanup = ctx.clone();
@@ -140,6 +147,39 @@ where
 }
 
 /// Whether `CI` is set (to anything but empty, `0` or `false`).
+/// The URL in the environment variable `var`, which scripts/test.sh sets;
+/// `None` (the case is skipped, with a message) without it.
+///
+/// # Panics
+/// Under `CI` without it: the PostgreSQL cases never skip there.
+fn test_url(var: &str, case: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                !under_ci(),
+                "{var} is not set: the PostgreSQL contract cases cannot run under CI \
+                 without it (scripts/test.sh starts a throwaway PostgreSQL and a PgBouncer)"
+            );
+            eprintln!("skipping {case}: {var} is not set");
+            None
+        }
+    }
+}
+
+/// `base` (a PostgreSQL URL) naming the database `name` instead.
+fn with_database(base: &str, name: &str) -> String {
+    let mut url = url::Url::parse(base).expect("a PostgreSQL URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// The database a PostgreSQL URL names.
+fn database_of(url: &str) -> String {
+    let url = url::Url::parse(url).expect("a PostgreSQL URL");
+    url.path().trim_start_matches('/').to_owned()
+}
+
 fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
@@ -154,7 +194,8 @@ impl Ctx {
     }
 
     /// A fresh store location: for PostgreSQL, the URL of a new empty
-    /// database; for memory, `None` (every server has its own store).
+    /// database (behind PgBouncer, the pooler's URL of it); for memory,
+    /// `None` (every server has its own store).
     pub async fn fresh_store(&self) -> Option<String> {
         let admin = self.admin_url.as_deref()?;
         let name = format!(
@@ -173,14 +214,16 @@ impl Ctx {
             .await
             .expect("CREATE DATABASE (the DATABASE_URL user needs CREATEDB)");
         let _ = conn.close().await;
-        let mut url = url::Url::parse(admin).expect("DATABASE_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        let url = url.to_string();
+        let url = with_database(admin, &name);
         self.made
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(url.clone());
-        Some(url)
+        // Through a pooler, the servers reach the same database by its name.
+        Some(match &self.pooler_url {
+            Some(pooler) => with_database(pooler, &name),
+            None => url,
+        })
     }
 
     /// Drops a database made by [`Ctx::fresh_store`], closing its connections.
@@ -188,8 +231,7 @@ impl Ctx {
         let Some(admin) = self.admin_url.as_deref() else {
             return;
         };
-        let url = url::Url::parse(store_url).expect("a URL");
-        let name = url.path().trim_start_matches('/').to_owned();
+        let name = database_of(store_url);
         let mut conn = sqlx::PgConnection::connect(admin)
             .await
             .expect("connect to DATABASE_URL");
@@ -266,10 +308,21 @@ impl Ctx {
 
     /// A server on the given store (`None`: memory), with the suite's
     /// defaults and `env` on top: a process, or an app in this process.
+    /// Behind PgBouncer, `store` is the pooler's URL of the database and the
+    /// server gets the pooler settings as well.
     pub async fn server_on(&self, store: Option<&str>, env: &[(&str, &str)]) -> Server {
+        let direct = match (&self.admin_url, &self.pooler_url, store) {
+            (Some(admin), Some(_), Some(store)) => Some(with_database(admin, &database_of(store))),
+            _ => None,
+        };
+        let mut env = env.to_vec();
+        if let Some(direct) = &direct {
+            env.push(("REFERRAL_DB_TRANSACTION_POOLER", "1"));
+            env.push(("REFERRAL_DB_MIGRATION_URL", direct));
+        }
         match &self.target {
-            Target::Binary(bin) => Server::spawn(bin, store, env).await,
-            Target::InProcess(factory) => Server::in_process(*factory, store, env).await,
+            Target::Binary(bin) => Server::spawn(bin, store, &env).await,
+            Target::InProcess(factory) => Server::in_process(*factory, store, &env).await,
         }
     }
 

@@ -14,7 +14,9 @@
 //! database on `DATABASE_URL` for each server; without `DATABASE_URL` the
 //! PostgreSQL runs are skipped with a message, or fail under `CI`). A few
 //! cases (two servers on one database, a restart, an outage) run on
-//! PostgreSQL only.
+//! PostgreSQL only. In process, every case also runs through PgBouncer in
+//! transaction mode (`REFERRAL_TEST_PGBOUNCER_URL`, which scripts/test.sh
+//! sets), as a deployment behind a pooler would.
 //!
 //! Use it from a server crate's `tests/contract.rs`:
 //!
@@ -39,7 +41,8 @@ pub use in_process::{ActixApp, AppFactory, AxumApp, PeerAddr, Transport};
 /// Expands to one `#[test]` per case and store: modules `in_process` (the
 /// app built by `app`, an [`AppFactory`]) and `process` (the binary `bin`),
 /// each with `memory` and `postgres` modules holding a test named after
-/// the case.
+/// the case; `in_process` also has `pgbouncer` (the PostgreSQL store through
+/// a transaction-mode PgBouncer, [`Backend::PgBouncer`]).
 #[macro_export]
 macro_rules! contract_tests {
     (bin: $bin:expr, app: $app:expr $(,)?) => {
@@ -64,6 +67,7 @@ macro_rules! contract_tests {
                     admin_leaderboard_and_stats, admin_csv_exports;
                 postgres_only: two_servers_share_one_store, store_outage,
                     rewards_two_servers_one_conversion;
+                through_pgbouncer;
             }
         }
         mod process {
@@ -90,8 +94,22 @@ macro_rules! contract_tests {
 ///     postgres_only: case_c;
 /// }
 /// ```
+///
+/// A `through_pgbouncer;` line after `postgres_only` adds a module
+/// `pgbouncer` running every `both` case on [`Backend::PgBouncer`].
 #[macro_export]
 macro_rules! store_cases {
+    ($suite:tt, $bin:expr; both: $($case:ident),* $(,)?; postgres_only: $($pg:ident),* $(,)?; through_pgbouncer;) => {
+        $crate::store_cases! { $suite, $bin; both: $($case),*; postgres_only: $($pg),*; }
+        mod pgbouncer {
+            $(
+                #[test]
+                fn $case() {
+                    $suite::run($bin, $crate::Backend::PgBouncer, stringify!($case), $suite::cases::$case);
+                }
+            )*
+        }
+    };
     ($suite:tt, $bin:expr; both: $($case:ident),* $(,)?; postgres_only: $($pg:ident),* $(,)?;) => {
         mod memory {
             $(
