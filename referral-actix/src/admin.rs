@@ -70,6 +70,9 @@ impl Responder for Csv {
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/admin/users", "GET, HEAD").route(get().to(search_users)))
         .service(resource("/api/admin/users/{id}", "GET, HEAD").route(get().to(user_detail)))
+        .service(
+            resource("/api/admin/users/{id}/rewards", "GET, HEAD").route(get().to(user_rewards)),
+        )
         .service(resource("/api/admin/users/{id}/block", "POST").route(web::post().to(block_user)))
         .service(
             resource("/api/admin/users/{id}/unblock", "POST").route(web::post().to(unblock_user)),
@@ -102,6 +105,17 @@ async fn user_detail(
     id: web::Path<String>,
 ) -> Result<Answer, Error> {
     Ok(Answer(admin::user_detail(&api, op, &id).await?))
+}
+
+async fn user_rewards(
+    api: web::Data<Api>,
+    req: HttpRequest,
+    Admin(op): Admin,
+    id: web::Path<String>,
+) -> Result<Answer, Error> {
+    Ok(Answer(
+        admin::user_rewards(&api, op, &id, query(&req)).await?,
+    ))
 }
 
 /// The operator first, then the body (as for the user routes).

@@ -70,6 +70,7 @@ where
     Router::new()
         .route("/api/admin/users", only(get(search_users)))
         .route("/api/admin/users/{id}", only(get(user_detail)))
+        .route("/api/admin/users/{id}/rewards", only(get(user_rewards)))
         .route("/api/admin/users/{id}/block", only(post(block_user)))
         .route("/api/admin/users/{id}/unblock", only(post(unblock_user)))
         .route("/api/admin/rewards/{id}/void", only(post(void_reward)))
@@ -98,6 +99,17 @@ async fn user_detail(
     Path(id): Path<String>,
 ) -> Result<Answer, Error> {
     Ok(Answer(admin::user_detail(&api, op, &id).await?))
+}
+
+async fn user_rewards(
+    State(api): State<Api>,
+    Admin(op): Admin,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Answer, Error> {
+    Ok(Answer(
+        admin::user_rewards(&api, op, &id, query.as_deref()).await?,
+    ))
 }
 
 /// The operator first, then the body (as for the user routes).

@@ -28,6 +28,7 @@
 //! `POST /api/server/rewards/{id}/paid`; and the operators' routes (an
 //! access token of a phone in [`AdminPhones`], see [`admin`]):
 //! `GET /api/admin/users`, `GET /api/admin/users/{id}`,
+//! `GET /api/admin/users/{id}/rewards` (an addition to API.md),
 //! `POST /api/admin/users/{id}/block`, `POST /api/admin/users/{id}/unblock`,
 //! `POST /api/admin/rewards/{id}/void`, `GET /api/admin/stats`,
 //! `GET /api/admin/leaderboard`, `GET /api/admin/export/referrals.csv`,

@@ -42,6 +42,7 @@ use crate::handlers;
         handlers::referrals, handlers::rewards, handlers::record_conversion,
         handlers::reverse_conversion, handlers::mark_reward_paid, handlers::dev_sms,
         handlers::health, handlers::openapi_json, admin::search_users, admin::user_detail,
+        admin::user_rewards,
         admin::block_user, admin::unblock_user, admin::void_reward, admin::stats,
         admin::leaderboard, admin::export_referrals, admin::export_rewards
     ),
@@ -157,6 +158,7 @@ mod tests {
             "/api/openapi.json",
             "/api/admin/users",
             "/api/admin/users/{id}",
+            "/api/admin/users/{id}/rewards",
             "/api/admin/users/{id}/block",
             "/api/admin/users/{id}/unblock",
             "/api/admin/rewards/{id}/void",
@@ -212,6 +214,14 @@ mod tests {
         assert_eq!(rewards[1]["schema"]["pattern"], crate::dto::CURSOR_PATTERN);
         assert_eq!(rewards[0]["schema"]["minimum"], 1);
         assert_eq!(rewards[0]["schema"]["maximum"], 500);
+        let user_rewards = params("/api/admin/users/{id}/rewards");
+        assert_eq!(user_rewards[0]["name"], "id");
+        assert_eq!(
+            user_rewards[2]["schema"]["pattern"],
+            crate::dto::CURSOR_PATTERN
+        );
+        assert_eq!(user_rewards[1]["schema"]["minimum"], 1);
+        assert_eq!(user_rewards[1]["schema"]["maximum"], 500);
 
         let phone = regex_lite::Regex::new(crate::dto::PHONE_PATTERN).unwrap();
         for ok in [

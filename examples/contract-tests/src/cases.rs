@@ -4,7 +4,8 @@
 mod operators;
 pub use operators::{
     admin_block_and_unblock, admin_csv_exports, admin_leaderboard_and_stats,
-    admin_routes_refuse_non_operators, admin_search_and_detail, admin_void_reward,
+    admin_routes_refuse_non_operators, admin_search_and_detail, admin_user_rewards,
+    admin_void_reward,
 };
 mod rewards;
 pub use rewards::{

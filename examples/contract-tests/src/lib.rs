@@ -64,7 +64,7 @@ macro_rules! contract_tests {
                     concurrent_codes_do_not_block, test_phones, real_provider, rewards_errors,
                     rewards_without_keys, admin_routes_refuse_non_operators,
                     admin_search_and_detail, admin_block_and_unblock, admin_void_reward,
-                    admin_leaderboard_and_stats, admin_csv_exports;
+                    admin_user_rewards, admin_leaderboard_and_stats, admin_csv_exports;
                 postgres_only: two_servers_share_one_store, store_outage,
                     rewards_two_servers_one_conversion;
                 through_pgbouncer;

@@ -40,6 +40,7 @@ fn routes(user_id: &str) -> Vec<(&'static str, String, Option<Value>)> {
     vec![
         ("GET", "/api/admin/users".to_owned(), None),
         ("GET", format!("/api/admin/users/{user_id}"), None),
+        ("GET", format!("/api/admin/users/{user_id}/rewards"), None),
         (
             "POST",
             format!("/api/admin/users/{user_id}/block"),
@@ -513,6 +514,90 @@ pub async fn admin_void_reward(ctx: Ctx) {
         srv.post_auth(&void(id), &admin.token, &json!({"reason": "x"}))
             .await
             .assert_error(404, Some("reward_not_found"));
+    }
+}
+
+/// An operator lists one user's rewards (an addition to API.md's routes):
+/// the same REWARDs, newest first, as the user's own
+/// `GET /api/profile/rewards`, in keyset pages with the same `limit` and
+/// `cursor` rules; a blocked user's too; a void shows; 404 for an unknown
+/// user, 400 for a bad `limit` or `cursor`.
+pub async fn admin_user_rewards(ctx: Ctx) {
+    let srv = admin_server(&ctx).await;
+    let (admin, alice, bob, carol) = program(&srv).await;
+    let list = |id: &str, q: &str| {
+        let path = format!("/api/admin/users/{id}/rewards{q}");
+        let srv = &srv;
+        let token = admin.token.clone();
+        async move { srv.get_auth(&path, &token).await }
+    };
+    // What each user sees of their own rewards, the operator sees of theirs.
+    for u in [&alice, &bob, &carol] {
+        let own = srv.get_auth("/api/profile/rewards", &u.token).await;
+        let r = list(&u.id, "").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, own.body, "{}", u.phone);
+    }
+    let all = rewards_of(&srv, &alice).await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(rewards_of(&srv, &carol).await[0]["status"], "paid");
+    // One at a time, by the cursor: the same items in the same order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("?limit=1&cursor={}", enc(c)),
+            None => "?limit=1".to_owned(),
+        };
+        let r = list(&alice.id, &q).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let items = r.body["items"].as_array().expect("items");
+        assert!(items.len() <= 1, "{r:?}");
+        paged.extend(items.iter().cloned());
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+        assert!(paged.len() <= all.len(), "the pages do not end");
+    }
+    assert_eq!(paged, all);
+    // A blocked user's rewards stay in view, and a void shows in the list.
+    let r = srv
+        .post_auth(
+            &format!("/api/admin/users/{}/block", alice.id),
+            &admin.token,
+            &json!({"reason": "review"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = all[0]["id"].as_str().expect("an id");
+    let r = srv
+        .post_auth(
+            &format!("/api/admin/rewards/{id}/void"),
+            &admin.token,
+            &json!({"reason": "fraud"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = list(&alice.id, "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["items"][0]["id"], all[0]["id"]);
+    assert_eq!(r.body["items"][0]["status"], "voided");
+    assert_eq!(r.body["items"][1], all[1]);
+    // A user without rewards: an empty page.
+    let r = list(&admin.id, "").await;
+    assert_eq!(r.body, json!({"items": [], "next_cursor": null}), "{r:?}");
+    // Bad input.
+    for id in ["00000000-0000-4000-8000-000000000000", "not-an-id"] {
+        list(id, "").await.assert_error(404, Some("user_not_found"));
+    }
+    for (q, code) in [
+        ("?limit=0", "invalid_limit"),
+        ("?limit=501", "invalid_limit"),
+        ("?limit=x", "invalid_limit"),
+        ("?cursor=nonsense", "invalid_cursor"),
+    ] {
+        list(&bob.id, q).await.assert_error(400, Some(code));
     }
 }
 
