@@ -109,28 +109,12 @@ pub(crate) const REWARD_COLUMNS: &str = "r.id AS r_id, r.user_id AS r_user, r.ki
        r.created_at AS r_created_at, r.approved_at AS r_approved_at, r.paid_at AS r_paid_at,
        r.payout_ref::text AS r_payout_ref";
 
-/// The first page: the user's row, joined with up to `$2` of its newest
-/// rewards (one row of NULLs when it has none; no row when no such user).
-/// Seeks `referral_rewards_user_idx` backwards.
-fn rewards_query(after: bool) -> String {
-    let seek = if after {
-        "AND (x.created_at, x.id) < ($3, $4)"
-    } else {
-        ""
-    };
-    format!(
-        "SELECT {REWARD_COLUMNS}
-           FROM referral_users u
-           LEFT JOIN LATERAL (
-                 SELECT x.id FROM referral_rewards x
-                  WHERE x.user_id = u.id {seek}
-                  ORDER BY x.created_at DESC, x.id DESC
-                  LIMIT $2) AS p ON true
-           LEFT JOIN referral_reward_rows r ON r.id = p.id
-          WHERE u.id = $1
-          ORDER BY r.created_at DESC, r.id DESC"
-    )
-}
+/// A page of a user's rewards, newest first, after the cursor `($3, $4)`
+/// when given: one row per reward, one row of NULLs when the page is empty,
+/// no row when no such user. A plpgsql function (migration
+/// 20261130080001) so that it is planned once per session: as a prepared
+/// statement its `LIMIT $2` made PostgreSQL plan it afresh on every call.
+const REWARD_PAGE: &str = "SELECT * FROM referral_reward_page($1, $2, $3, $4)";
 
 #[async_trait]
 impl RewardStore for PgStore {
@@ -288,27 +272,16 @@ impl RewardStore for PgStore {
     ) -> Result<Option<RewardPage>, StoreError> {
         // One more than asked tells whether another page follows.
         let fetch = limit(page_size).saturating_add(1);
-        let rows = match after {
-            None => {
-                self.fetch_all(
-                    sqlx::query(&rewards_query(false))
-                        .bind(user.as_uuid())
-                        .bind(fetch),
-                )
-                .await
-            }
-            Some(cursor) => {
-                self.fetch_all(
-                    sqlx::query(&rewards_query(true))
-                        .bind(user.as_uuid())
-                        .bind(fetch)
-                        .bind(cursor.created_at())
-                        .bind(cursor.id().as_uuid()),
-                )
-                .await
-            }
-        }
-        .map_err(map)?;
+        let rows = self
+            .fetch_all(
+                sqlx::query(REWARD_PAGE)
+                    .bind(user.as_uuid())
+                    .bind(fetch)
+                    .bind(after.map(|c| c.created_at()))
+                    .bind(after.map(|c| c.id().as_uuid())),
+            )
+            .await
+            .map_err(map)?;
         if rows.is_empty() {
             return Ok(None);
         }

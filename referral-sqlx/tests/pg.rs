@@ -2509,3 +2509,75 @@ async fn operator_reads_seek_indexes() {
     assert!(scans.is_empty(), "sequential scans: {scans:?}");
     tx.rollback().await.unwrap();
 }
+
+/// A rewards page is planned once per session (migration 20261130080001):
+/// the statement `PgStore::rewards` sends runs on its cached generic plan
+/// after the first calls (before, PostgreSQL planned the page's `LIMIT $2`
+/// query afresh on every call, ~4× its execution time), and the function
+/// behind it keeps one generic plan per session, with sequential scans and
+/// JIT off (a generic plan's row guess would otherwise price a 10-row page
+/// past `jit_above_cost` and compile it on every call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reward_pages_are_planned_once_per_session() {
+    let _gate = SERVER.read().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    // One connection: every call below uses the same session.
+    let store = PgStore::connect_with(common::test_options(connect).max_connections(1))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let rng = SeededRandom::new(31);
+    let alice = register(&store, &rng, 1).await;
+    sqlx::query(
+        "INSERT INTO referral_rewards (id, user_id, kind, currency, amount, original_amount,
+                                       status, created_at, approved_at)
+         SELECT md5('r' || i)::uuid, $1, 'welcome', 'RUB', 300, 300,
+                'approved', $2 + i * interval '1 minute', $2 + i * interval '1 minute'
+           FROM generate_series(1, 30) AS i",
+    )
+    .bind(alice.id.as_uuid())
+    .bind(t0())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    for _ in 0..12 {
+        let first = store.rewards(alice.id, None, 10).await.unwrap().unwrap();
+        assert_eq!(first.items.len(), 10);
+        let second = store
+            .rewards(alice.id, first.next, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.items.len(), 10);
+        assert!(second.items[0].created_at < first.items[9].created_at);
+    }
+    let plans: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+          WHERE statement LIKE 'SELECT * FROM referral_reward_page(%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(plans.len(), 1, "one statement for both kinds of page");
+    let (generic, custom) = plans[0];
+    assert!(
+        generic >= 19 && custom <= 5,
+        "{generic} generic, {custom} custom plans"
+    );
+    let config: Vec<String> = sqlx::query_scalar(
+        "SELECT unnest(proconfig) FROM pg_proc WHERE proname = 'referral_reward_page'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for setting in [
+        "plan_cache_mode=force_generic_plan",
+        "enable_seqscan=off",
+        "jit=off",
+    ] {
+        assert!(config.iter().any(|c| c == setting), "{setting}: {config:?}");
+    }
+    store.pool().close().await;
+}
