@@ -1,4 +1,5 @@
-//! The web page at `/` and the API reference at `/docs`, from
+//! The web page at `/`, the operators' page at `/admin` and the API
+//! reference at `/docs`, from
 //! `referral-server-common`'s embedded assets.
 
 use actix_web::http::header::{self, HeaderValue};
@@ -6,9 +7,10 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use referral_actix::{ApiError, Error, get, resource};
 use referral_server_common::assets::{self, Asset};
 
-/// Registers `/`, `/docs` and `/docs/{file}`.
+/// Registers `/`, `/admin`, `/docs` and `/docs/{file}`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/", "GET, HEAD").route(get().to(index_page)))
+        .service(resource("/admin", "GET, HEAD").route(get().to(admin_page)))
         .service(resource("/docs", "GET, HEAD").route(get().to(docs_page)))
         .service(resource("/docs/{file}", "GET, HEAD").route(get().to(docs_asset)));
 }
@@ -22,6 +24,10 @@ fn asset(asset: Asset) -> HttpResponse {
 
 async fn index_page() -> HttpResponse {
     asset(assets::index_page())
+}
+
+async fn admin_page() -> HttpResponse {
+    asset(assets::admin_page())
 }
 
 async fn docs_page() -> HttpResponse {

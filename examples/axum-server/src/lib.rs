@@ -23,6 +23,10 @@ pub fn app(api: Api, settings: &Settings) -> Router {
     Router::new()
         .merge(referral_axum::router())
         .route("/", get(|| async { asset(assets::index_page(), None) }))
+        .route(
+            "/admin",
+            get(|| async { asset(assets::admin_page(), None) }),
+        )
         .route("/docs", get(|| async { asset(assets::docs_page(), None) }))
         .route("/docs/{file}", get(docs_asset))
         .fallback(not_found)

@@ -20,6 +20,10 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long chromedriver may take to accept connections.
 const DRIVER_START: Duration = Duration::from_secs(20);
 
+/// A laptop-sized window (CSS pixels), for the operators' page.
+pub(crate) const LAPTOP_WIDTH: u32 = 1366;
+pub(crate) const LAPTOP_HEIGHT: u32 = 768;
+
 /// A phone-sized window (CSS pixels).
 const WINDOW_SIZE: &str = "--window-size=390,844";
 pub(crate) const WINDOW_WIDTH: u32 = 390;
@@ -107,6 +111,11 @@ impl Session {
         }
 
         let profile = Profile::new();
+        // Files the pages save (the operators' CSV exports) land in the profile, removed
+        // with it, never in the home directory.
+        let downloads = profile.0.join("downloads");
+        std::fs::create_dir_all(&downloads)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", downloads.display()));
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("browserName".into(), json!("chrome"));
         capabilities.insert(
@@ -126,6 +135,11 @@ impl Session {
                     WINDOW_SIZE,
                     format!("--user-data-dir={}", profile.0.display()),
                 ],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                },
             }),
         );
         let client = ClientBuilder::new(HttpConnector::new())
@@ -153,6 +167,11 @@ impl Session {
     /// The WebDriver client of this session.
     pub(crate) fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Where the browser saves downloaded files (inside the session's profile).
+    pub(crate) fn downloads(&self) -> PathBuf {
+        self.profile.0.join("downloads")
     }
 
     /// Ends the browser session (the driver and the profile go on drop).

@@ -8,7 +8,7 @@ use fantoccini::error::CmdError;
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
-use crate::browser::{WINDOW_HEIGHT, WINDOW_WIDTH};
+use crate::browser::{LAPTOP_HEIGHT, LAPTOP_WIDTH, WINDOW_HEIGHT, WINDOW_WIDTH};
 
 /// How long one step may take to show its result.
 const STEP: Duration = Duration::from_secs(20);
@@ -22,6 +22,12 @@ const ALICE: &str = "+79995550101";
 const BOB: &str = "+79995550102";
 /// A third person, who logs in over the API only.
 const CAROL: &str = "+79995550103";
+/// A fourth, over the API only (the operators' test).
+const DAVE: &str = "+79995550104";
+/// The operator of the operators' test (`REFERRAL_ADMIN_PHONES`).
+pub(crate) const OPERATOR: &str = "+79995550100";
+/// How the operator types it.
+const OPERATOR_TYPED: &str = "+7 999 555 01 00";
 
 /// The API key the host's backend sends in the rewards test.
 const API_KEY: &str = "browser-test-api-key-0123456789abcdef";
@@ -440,6 +446,257 @@ pub(crate) async fn docs_page(client: &Client, base: &str) {
     page.snapshot("7-docs").await;
 }
 
+/// The operators' page: stats, leaderboard, search, detail, block, unblock, void, export.
+pub(crate) async fn admin_page(client: &Client, base: &str, downloads: &std::path::Path) {
+    let page = Page { client, base };
+    let host = Host::new(base);
+    // The program, over the API: Alice refers Bob and Carol, Bob refers Dave (each gets
+    // the 300 welcome gift, approved); Bob's order of 2,000.00 RUB earns Alice the fixed
+    // 1000 and 5 % (10000), both pending.
+    let alice = host.log_in(ALICE).await;
+    let alice_code = alice["profile"]["invite_code"].as_str().expect("a code");
+    let bob = host.log_in(BOB).await;
+    let bob_id = bob["profile"]["id"].as_str().expect("an id");
+    host.activate(token(&bob), alice_code).await;
+    host.log_in_and_activate(CAROL, alice_code).await;
+    let bob_code = bob["profile"]["invite_code"].as_str().expect("a code");
+    host.log_in_and_activate(DAVE, bob_code).await;
+    let (status, body) = host
+        .post(
+            "/api/server/conversions",
+            &json!({"external_id": "o1", "phone": BOB, "amount": 200_000, "currency": "RUB"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(host.pending_rub(token(&alice)).await, 11_000);
+
+    // The operator logs in on /admin, on a laptop screen.
+    client
+        .set_window_size(LAPTOP_WIDTH, LAPTOP_HEIGHT)
+        .await
+        .expect("a laptop-sized window");
+    page.open("/admin").await;
+    page.admin_log_in().await;
+    page.snapshot("11-admin").await;
+
+    // The statistics: totals, reward totals, and the chart's 30 days, today's bars
+    // counting what was made today (every user is), every other day 0.
+    page.wait_for(
+        "the totals 5 users, 3 activations, 1 conversion",
+        async || {
+            let shown = [
+                page.text("#total-users").await,
+                page.text("#total-activations").await,
+                page.text("#total-conversions").await,
+            ];
+            Ok((shown == ["5", "3", "1"]).then_some(()))
+        },
+    )
+    .await;
+    page.wait_rows(
+        "#stats-rewards",
+        &[&["RUB", "110.00", "9.00", "0.00", "0.00"]],
+    )
+    .await;
+    let chart = page
+        .eval(
+            "const today = new Date().toISOString().slice(0, 10); \
+             const groups = [...document.querySelectorAll('#stats-chart g[data-date]')]; \
+             return { today, days: groups.map(g => [g.getAttribute('data-date'), \
+               [...g.querySelectorAll('rect')].map(r => [r.getAttribute('data-series'), \
+                 Number(r.getAttribute('data-value')), Number(r.getAttribute('height'))])]) };",
+        )
+        .await;
+    let days = chart["days"].as_array().expect("the chart's days");
+    assert_eq!(
+        days.len(),
+        30,
+        "the chart shows {} days: {chart}",
+        days.len()
+    );
+    let last = days.last().expect("a last day");
+    assert_eq!(
+        last[0], chart["today"],
+        "the last bars are not today's: {chart}"
+    );
+    let bars: Vec<(String, i64, f64)> = serde_json::from_value(last[1].clone()).expect("bars");
+    let values: Vec<(&str, i64)> = bars.iter().map(|(s, v, _)| (s.as_str(), *v)).collect();
+    assert_eq!(
+        values,
+        [("users", 5), ("activations", 3), ("conversions", 1)],
+        "today's bars: {chart}"
+    );
+    let heights: Vec<f64> = bars.iter().map(|(_, _, h)| *h).collect();
+    assert!(
+        heights[0] > heights[1] && heights[1] > heights[2] && heights[2] > 0.0,
+        "the bars' heights do not follow their values: {heights:?}"
+    );
+    for day in &days[..29] {
+        let bars: Vec<(String, i64, f64)> = serde_json::from_value(day[1].clone()).expect("bars");
+        assert!(
+            bars.iter().all(|(_, v, h)| *v == 0 && *h == 0.0),
+            "a day before today has bars: {day}"
+        );
+    }
+
+    // The leaderboard: Alice with 2 referrals, then Bob with 1; nothing rewarded yet.
+    page.wait_rows(
+        "#leaderboard",
+        &[&["1", ALICE, "2", "none"], &["2", BOB, "1", "none"]],
+    )
+    .await;
+
+    // Search Bob's phone as people write it; open him.
+    page.fill("q", "+7 999 555-01-02").await;
+    page.submit("q").await;
+    let bob_row = format!("#users tr[data-user-id='{bob_id}']");
+    page.wait_for("Bob alone in the search results", async || {
+        let rows = page.rows("#users").await?;
+        Ok((rows.len() == 1 && rows[0][0] == BOB && rows[0][3] == "active").then_some(()))
+    })
+    .await;
+    page.click(&format!("{bob_row} button")).await;
+    page.wait_text("#detail-phone", BOB).await;
+    assert_eq!(page.text("#detail-referrer").await, ALICE);
+    assert_eq!(page.text("#detail-activated").await, alice_code);
+    assert_eq!(page.text("#detail-id").await, bob_id);
+    assert_eq!(
+        page.eval("return [...document.querySelectorAll('#detail-referrals li')].map(l => l.innerText.trim());")
+            .await,
+        json!([DAVE])
+    );
+    assert_eq!(page.blocked_state().await, "false");
+    page.snapshot("12-admin-detail").await;
+
+    // Block him with a reason: his next request with his token is refused.
+    let reason = "several accounts, one \"device\"";
+    page.fill("block_reason", reason).await;
+    page.submit("block_reason").await;
+    page.wait_for("Bob shown as blocked, with the reason", async || {
+        let text = page.text("#detail-blocked").await;
+        Ok((page.blocked_state().await == "true"
+            && text.contains(reason)
+            && text.contains("by you"))
+        .then_some(()))
+    })
+    .await;
+    let (status, body) = host.get("/api/profile", token(&bob)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("user_blocked")),
+        "Bob's token after the block: {body}"
+    );
+    page.wait_for("Bob marked blocked in the search results", async || {
+        let rows = page.rows("#users").await?;
+        Ok((rows.len() == 1 && rows[0][3] == "blocked").then_some(()))
+    })
+    .await;
+    page.snapshot("13-admin-blocked").await;
+
+    // Unblock: the same token works again.
+    page.click("#unblock").await;
+    page.wait_for("Bob shown as not blocked", async || {
+        Ok((page.blocked_state().await == "false").then_some(()))
+    })
+    .await;
+    let (status, body) = host.get("/api/profile", token(&bob)).await;
+    assert_eq!(status, 200, "Bob's token after the unblock: {body}");
+
+    // From Bob's detail to his referrer Alice; void her pending fixed reward.
+    page.click("#open-referrer").await;
+    page.wait_text("#detail-phone", ALICE).await;
+    let fixed = "#user-rewards tr[data-kind='referrer_fixed']";
+    page.wait_for("Alice's two pending rewards", async || {
+        let statuses = page
+            .eval("return [...document.querySelectorAll('#user-rewards tbody tr')].map(r => r.getAttribute('data-status'));")
+            .await;
+        Ok((statuses == json!(["pending", "pending"])).then_some(()))
+    })
+    .await;
+    page.click(&format!("{fixed} button")).await;
+    page.fill("void_reason", "order cancelled by hand").await;
+    page.submit("void_reason").await;
+    page.wait_for("the fixed reward shown voided", async || {
+        let status = page
+            .eval(&format!(
+                "const r = document.querySelector(\"{fixed}\"); return r && r.getAttribute('data-status');"
+            ))
+            .await;
+        Ok((status == json!("voided")).then_some(()))
+    })
+    .await;
+    assert_eq!(
+        host.pending_rub(token(&alice)).await,
+        10_000,
+        "Alice's pending balance did not drop by the voided 1000"
+    );
+    page.wait_rows("#detail-balances", &[&["RUB", "100.00", "0.00", "0.00"]])
+        .await;
+    page.wait_rows(
+        "#stats-rewards",
+        &[&["RUB", "100.00", "9.00", "0.00", "10.00"]],
+    )
+    .await;
+    page.snapshot("14-admin-voided").await;
+
+    // The referrals export: fetched with the token, saved as a file.
+    let address_bar = page.eval("return location.href;").await;
+    page.click("#export-referrals").await;
+    let saved = downloads.join("referrals.csv");
+    let csv = page
+        .wait_for("referrals.csv in the download directory", async || {
+            Ok(std::fs::read_to_string(&saved)
+                .ok()
+                .filter(|t| t.ends_with("\r\n")))
+        })
+        .await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three referrals, not {csv:?}");
+    assert!(
+        lines[0].starts_with("referrer_id,referrer_phone,referee_id"),
+        "{csv:?}"
+    );
+    for (referrer, referee) in [(ALICE, BOB), (ALICE, CAROL), (BOB, DAVE)] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("{referrer},")) && l.contains(referee)),
+            "{referrer} → {referee} is not in {csv:?}"
+        );
+    }
+    page.wait_for("the saved export in the status", async || {
+        let status = page.text("#status").await;
+        Ok(status.contains("Saved referrals.csv").then_some(()))
+    })
+    .await;
+    assert_eq!(
+        page.eval("return location.href;").await,
+        address_bar,
+        "the export left the page"
+    );
+    let urls = page
+        .eval("return performance.getEntriesByType('resource').map(e => e.name);")
+        .await;
+    assert!(
+        !urls.to_string().to_lowercase().contains("token"),
+        "a URL carries the token: {urls}"
+    );
+
+    assert_eq!(
+        page.alert().await,
+        "",
+        "an error shows on the operators' page"
+    );
+    let fits = page
+        .eval("return [window.innerWidth, document.documentElement.scrollWidth];")
+        .await;
+    assert!(
+        fits[1].as_f64() <= fits[0].as_f64(),
+        "the operators' page scrolls sideways on a laptop screen: {fits}"
+    );
+    page.assert_same_origin().await;
+}
+
 /// The `error.message` of an API answer.
 fn error_message(answer: &Value) -> String {
     answer["body"]["error"]["message"]
@@ -489,6 +746,13 @@ impl<'a> Host<'a> {
 
     /// Logs `phone` in over the API (code from the dev outbox) and activates `code`.
     async fn log_in_and_activate(&self, phone: &str, code: &str) {
+        let login = self.log_in(phone).await;
+        self.activate(token(&login), code).await;
+    }
+
+    /// Logs `phone` in over the API with the code from the dev outbox; answers the
+    /// verify answer (`access_token`, `profile`).
+    async fn log_in(&self, phone: &str) -> Value {
         let url = |path: &str| format!("{}{path}", self.base);
         let (status, body) = self
             .send(
@@ -519,11 +783,15 @@ impl<'a> Host<'a> {
             )
             .await;
         assert_eq!(status, 200, "{login}");
-        let token = login["access_token"].as_str().expect("an access token");
+        login
+    }
+
+    /// The user of `token` activates `code`.
+    async fn activate(&self, token: &str, code: &str) {
         let (status, body) = self
             .send(
                 self.http
-                    .post(url("/api/profile/invite"))
+                    .post(format!("{}/api/profile/invite", self.base))
                     .bearer_auth(token)
                     .json(&json!({"invite_code": code})),
                 "POST /api/profile/invite",
@@ -531,6 +799,31 @@ impl<'a> Host<'a> {
             .await;
         assert_eq!(status, 200, "{body}");
     }
+
+    /// `GET path` with a user's token: the status and the JSON body.
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token);
+        self.send(request, &format!("GET {path}")).await
+    }
+
+    /// The pending RUB balance of the user of `token` (`GET /api/profile`).
+    async fn pending_rub(&self, token: &str) -> i64 {
+        let (status, profile) = self.get("/api/profile", token).await;
+        assert_eq!(status, 200, "{profile}");
+        profile["rewards"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["currency"] == "RUB"))
+            .and_then(|b| b["pending"].as_i64())
+            .unwrap_or(0)
+    }
+}
+
+/// The access token of a verify answer.
+fn token(login: &Value) -> &str {
+    login["access_token"].as_str().expect("an access token")
 }
 
 /// The page in the current window of the session.
@@ -762,6 +1055,109 @@ impl Page<'_> {
             }
         }
         items
+    }
+
+    /// Runs `script` in the page and answers its value.
+    async fn eval(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("run {script}: {e}"))
+    }
+
+    /// Clicks the element matching `css`.
+    async fn click(&self, css: &str) {
+        let element = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("the page has no {css}: {e}"));
+        element
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// The rows of the table matching `css` (its body), cell by cell; none when hidden.
+    async fn rows(&self, css: &str) -> Result<Vec<Vec<String>>, CmdError> {
+        if !self.displayed(css).await {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .execute(
+                "return [...document.querySelector(arguments[0]).tBodies[0].rows]\
+                 .map(r => [...r.cells].map(c => c.innerText.trim()));",
+                vec![json!(css)],
+            )
+            .await?;
+        Ok(serde_json::from_value(rows).unwrap_or_default())
+    }
+
+    /// Waits until the table matching `css` shows exactly `expected`.
+    async fn wait_rows(&self, css: &str, expected: &[&[&str]]) {
+        let expected: Vec<Vec<String>> = expected
+            .iter()
+            .map(|row| row.iter().map(|cell| (*cell).to_owned()).collect())
+            .collect();
+        let mut last = Vec::new();
+        let found = tokio::time::timeout(STEP, async {
+            loop {
+                if let Ok(rows) = self.rows(css).await {
+                    if rows == expected {
+                        return;
+                    }
+                    last = rows;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "{css} shows {last:?}, not {expected:?}; the alert shows {:?}",
+            self.alert().await
+        );
+    }
+
+    /// `data-blocked` of the operators' page's `#detail-blocked`.
+    async fn blocked_state(&self) -> String {
+        self.eval("return document.getElementById('detail-blocked').getAttribute('data-blocked');")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Logs the operator in on `/admin` through its forms, with the code shown in
+    /// `#dev-code`, and waits for the console.
+    async fn admin_log_in(&self) {
+        assert!(self.form_displayed("phone").await);
+        assert!(!self.displayed("#console").await);
+        self.fill("phone", OPERATOR_TYPED).await;
+        self.submit("phone").await;
+        let code = self
+            .wait_for("the code sent, in #dev-code", async || {
+                let element = self.client.find(Locator::Css("#dev-code")).await?;
+                let text = element.text().await?.trim().to_owned();
+                let is_code =
+                    (4..=8).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+                Ok((element.is_displayed().await? && is_code).then_some(text))
+            })
+            .await;
+        self.fill("code", &code).await;
+        self.submit("code").await;
+        self.wait_for("the operators' console", async || {
+            Ok(
+                (self.displayed("#console").await && !self.form_displayed("code").await)
+                    .then_some(()),
+            )
+        })
+        .await;
+        assert!(
+            self.text("#operator").await.contains(OPERATOR),
+            "the page does not name the operator"
+        );
     }
 
     /// The form holding the input named `input`.

@@ -46,6 +46,14 @@ macro_rules! browser_tests {
             $crate::web_page_rewards_balances_list_and_converted($server_binary);
         }
 
+        /// An operator on `/admin`: stats chart and leaderboard, search, detail, block
+        /// (the user's token then 403) and unblock, void (the user's balance drops), an
+        /// export saved.
+        #[test]
+        fn admin_page_block_void_stats_and_leaderboard() {
+            $crate::admin_page_block_void_stats_and_leaderboard($server_binary);
+        }
+
         /// With the outbox off the page does not show a development code.
         #[test]
         fn web_page_hides_dev_code_when_outbox_is_off() {
@@ -68,6 +76,14 @@ fn with_browser<F>(test: &str, flow: F)
 where
     F: AsyncFnOnce(&fantoccini::Client),
 {
+    with_session(test, async |session| flow(session.client()).await);
+}
+
+/// As [`with_browser`], with the whole session (its download directory too).
+fn with_session<F>(test: &str, flow: F)
+where
+    F: AsyncFnOnce(&browser::Session),
+{
     let Some(paths) = browser::BrowserPaths::find(test) else {
         return;
     };
@@ -80,7 +96,7 @@ where
         .expect("a tokio runtime");
     runtime.block_on(async {
         let session = browser::Session::start(&paths).await;
-        flow(session.client()).await;
+        flow(&session).await;
         session.close().await;
     });
 }
@@ -119,6 +135,35 @@ pub fn web_page_rewards_balances_list_and_converted(server_binary: &str) {
         async |client| {
             let server = process::Server::start_with(server_binary, true, flows::REWARD_SETTINGS);
             flows::rewards_balances_list_and_converted(client, server.base_url()).await;
+        },
+    );
+}
+
+/// The operators' page end to end, on a laptop-sized window, with the rewards test's
+/// policy and an operator phone (`REFERRAL_ADMIN_PHONES`): over the API Alice refers Bob
+/// and Carol, Bob refers Dave, and the host records Bob's order (Alice earns 1000 + 5 %,
+/// pending). The operator logs in on `/admin` through its forms (code from `#dev-code`)
+/// and finds today's bars of `#stats-chart` (5 users, 3 activations, 1 conversion; every
+/// other day 0), the reward totals and the leaderboard (Alice 2, Bob 1); searches Bob's
+/// phone (typed with spaces and dashes), opens him (referrer Alice, referral Dave),
+/// blocks him with a reason: Bob's token on `/api/profile` is then 403 `user_blocked`;
+/// unblocks him: 200 again. From Bob's detail the operator opens Alice (the referrer
+/// link), voids her pending fixed reward with a reason: her pending balance (over the
+/// API) drops by 1000. The referrals export is fetched with the token and saved as
+/// `referrals.csv` (read from the browser's download directory). Nothing from another
+/// origin, no sideways scrolling.
+///
+/// # Panics
+/// When the page or the server does not behave so (a Block or Void button that does
+/// nothing fails it), or as [`web_page_login_invite_referral_and_errors`].
+pub fn admin_page_block_void_stats_and_leaderboard(server_binary: &str) {
+    with_session(
+        "admin_page_block_void_stats_and_leaderboard",
+        async |session| {
+            let mut settings = flows::REWARD_SETTINGS.to_vec();
+            settings.push(("REFERRAL_ADMIN_PHONES", flows::OPERATOR));
+            let server = process::Server::start_with(server_binary, true, &settings);
+            flows::admin_page(session.client(), server.base_url(), &session.downloads()).await;
         },
     );
 }

@@ -988,10 +988,10 @@ pub async fn openapi_document(ctx: Ctx) {
     }
 }
 
-/// `/` and `/docs` are served with everything they load, nothing from outside.
+/// `/`, `/admin` and `/docs` are served with everything they load, nothing from outside.
 pub async fn web_pages(ctx: Ctx) {
     let s = ctx.server(&[]).await;
-    for path in ["/", "/docs"] {
+    for path in ["/", "/admin", "/docs"] {
         let r = s.get(path).await;
         assert_eq!(r.status, 200, "{path}");
         assert!(

@@ -10,6 +10,7 @@
 //! | method and path            | answer                                        |
 //! |----------------------------|-----------------------------------------------|
 //! | `GET /`                    | [`index_page()`]: the log-in and profile page |
+//! | `GET /admin`               | [`admin_page()`]: the operators' page         |
 //! | `GET /docs`                | [`docs_page()`]: renders `/api/openapi.json`  |
 //! | `GET /docs/{file}`         | [`docs_asset(file)`](docs_asset): the renderer's script and its license notes; `None` → 404 `not_found` JSON error |
 //!
@@ -61,6 +62,19 @@ pub fn index_page() -> Asset {
     }
 }
 
+/// The operators' page served at `GET /admin`: an operator logs in by phone and
+/// code, then searches users, opens one (profile, referrer, referrals, block),
+/// blocks or unblocks them with a reason, voids their rewards, and sees the
+/// statistics (a bar chart of the last 30 days), the leaderboard and the CSV
+/// exports, all through `/api/admin/*` (see `assets/README.md` for its hooks).
+#[must_use]
+pub fn admin_page() -> Asset {
+    Asset {
+        content_type: HTML,
+        body: include_bytes!("../assets/admin.html"),
+    }
+}
+
 /// The API reference page served at `GET /docs`: it loads the renderer from
 /// `/docs/redoc.standalone.js` and renders `/api/openapi.json`.
 #[must_use]
@@ -94,7 +108,7 @@ mod tests {
 
     #[test]
     fn pages_are_html_and_load_nothing_from_outside() {
-        for page in [index_page(), docs_page()] {
+        for page in [index_page(), admin_page(), docs_page()] {
             assert!(page.content_type.starts_with("text/html"));
             let text = std::str::from_utf8(page.body).expect("pages are UTF-8");
             assert!(text.starts_with("<!doctype html>"));
@@ -161,6 +175,76 @@ mod tests {
         ] {
             assert!(!text.contains(sink), "index.html uses {sink}");
         }
+    }
+
+    #[test]
+    fn admin_page_keeps_its_hooks() {
+        let text = std::str::from_utf8(admin_page().body).expect("UTF-8");
+        for hook in [
+            "name=\"phone\"",
+            "name=\"code\"",
+            "id=\"dev-code\"",
+            "role=\"alert\"",
+            "name=\"q\"",
+            "id=\"users\"",
+            "id=\"more-users\"",
+            "id=\"user-detail\"",
+            "id=\"detail-blocked\"",
+            "id=\"detail-referrer\"",
+            "id=\"detail-referrals\"",
+            "name=\"block_reason\"",
+            "id=\"unblock\"",
+            "id=\"user-rewards\"",
+            "name=\"void_reason\"",
+            "id=\"stats-chart\"",
+            "id=\"leaderboard\"",
+            "href=\"/api/admin/export/referrals.csv\"",
+            "href=\"/api/admin/export/rewards.csv\"",
+            "/api/admin/users/",
+            "/rewards",
+        ] {
+            assert!(text.contains(hook), "admin.html lacks {hook}");
+        }
+    }
+
+    /// The operators' page follows the user page's rules (its test
+    /// `index_page_never_turns_data_into_markup`): every text from the API
+    /// is set with `textContent` (or an attribute), never as markup; and it
+    /// carries the same Content-Security-Policy (only the server itself).
+    #[test]
+    fn admin_page_never_turns_data_into_markup() {
+        let text = std::str::from_utf8(admin_page().body).expect("UTF-8");
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "setTimeout(\"",
+            "srcdoc",
+            "javascript:",
+        ] {
+            assert!(!text.contains(sink), "admin.html uses {sink}");
+        }
+        assert!(
+            text.contains(
+                "content=\"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self';"
+            ),
+            "admin.html lacks the Content-Security-Policy that allows only the server"
+        );
+    }
+
+    /// The exports need the operator's token: the page sends it in the
+    /// `Authorization` header, never in a URL.
+    #[test]
+    fn admin_page_never_puts_the_token_in_a_url() {
+        let text = std::str::from_utf8(admin_page().body).expect("UTF-8");
+        for leak in ["token=", "access_token=", "?token", "&token"] {
+            assert!(!text.contains(leak), "admin.html builds a URL with {leak}");
+        }
+        assert!(text.contains("\"Authorization\": \"Bearer \""));
+        assert!(text.contains("URL.createObjectURL"));
     }
 
     #[test]
