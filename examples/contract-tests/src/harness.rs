@@ -563,7 +563,7 @@ impl Server {
             return Ok(Resp::read(res, started.elapsed()).await);
         };
         let req = req.build()?;
-        let target = req.url()[url::Position::BeforePath..].to_owned();
+        let target = req.url()[url::Position::BeforePath..url::Position::AfterQuery].to_owned();
         let body = req
             .body()
             .and_then(reqwest::Body::as_bytes)
@@ -685,6 +685,26 @@ impl Server {
         self.outbox_code(phone).await
     }
 
+    /// Asserts `GET /health` answers 200 (`after`: what the server went
+    /// through, for the message).
+    ///
+    /// # Panics
+    /// When it does not.
+    pub async fn assert_healthy(&self, after: &str) {
+        let r = self.get("/health").await;
+        assert_eq!(r.status, 200, "/health after {after}: {r:?}");
+    }
+
+    /// Asserts nothing was sent to `phone` (the dev outbox has no code for it).
+    ///
+    /// # Panics
+    /// When something was.
+    pub async fn assert_nothing_sent(&self, phone: &str) {
+        self.get(&format!("/api/dev/sms?phone={}", enc(phone)))
+            .await
+            .assert_error(404, Some("not_found"));
+    }
+
     /// Logs `phone` in; its token and profile.
     pub async fn login(&self, phone: &str) -> User {
         let code = self.send_code(phone).await;
@@ -758,6 +778,8 @@ pub struct Resp {
     pub retry_after: Option<String>,
     /// The `Allow` header, if any.
     pub allow: Option<String>,
+    /// Every header.
+    pub headers: http::HeaderMap,
     /// The body as JSON (`Null` if it is not JSON).
     pub body: Value,
     /// The body as text.
@@ -791,6 +813,7 @@ impl Resp {
             content_type,
             retry_after,
             allow,
+            headers: headers.clone(),
             body,
             text,
             elapsed,

@@ -10,6 +10,11 @@
 //! after SIGTERM), against the server binary,
 //! spawned with `REFERRAL_LISTEN=127.0.0.1:0` and spoken to over HTTP.
 //!
+//! The abuse and bad-input cases of `SECURITY.md` that need no real
+//! process are cases of this suite too ([`cases::security`]); the security
+//! suite (`referral-security-tests`) keeps the ones that need a server
+//! process.
+//!
 //! Every case runs twice: on the in-memory store and on PostgreSQL (a fresh
 //! database on `DATABASE_URL` for each server; without `DATABASE_URL` the
 //! PostgreSQL runs are skipped with a message, or fail under `CI`). A few
@@ -29,7 +34,8 @@
 //! ```
 //!
 //! Set `CONTRACT_SERVER_LOG=debug` (a `RUST_LOG` filter) to see the server
-//! processes' logs.
+//! processes' logs. `SECURITY_FUZZ_SEED=<u64>` replays one run of
+//! `random_bodies_never_fail_the_server` (its seed is printed when it fails).
 
 pub mod cases;
 pub mod harness;
@@ -64,9 +70,16 @@ macro_rules! contract_tests {
                     concurrent_codes_do_not_block, test_phones, real_provider, rewards_errors,
                     rewards_without_keys, admin_routes_refuse_non_operators,
                     admin_search_and_detail, admin_block_and_unblock, admin_void_reward,
-                    admin_user_rewards, admin_leaderboard_and_stats, admin_csv_exports;
+                    admin_user_rewards, admin_leaderboard_and_stats, admin_csv_exports,
+                    // The abuse and bad-input cases (`cases::security`).
+                    brute_force_budget_across_resends, brute_force_concurrent_guesses,
+                    attacker_who_knows_the_phone, sms_global_budget, sms_country_allow_list,
+                    enumeration_code_route_alike, enumeration_invite_codes_limited,
+                    tokens_refused, malformed_json_refused, unicode_lookalikes_refused,
+                    random_bodies_never_fail_the_server;
                 postgres_only: two_servers_share_one_store, store_outage,
-                    rewards_two_servers_one_conversion;
+                    rewards_two_servers_one_conversion, brute_force_two_servers,
+                    sms_global_budget_two_servers, token_of_deleted_user;
                 through_pgbouncer;
             }
         }
@@ -135,3 +148,11 @@ macro_rules! store_cases {
         }
     };
 }
+
+/// The code blocks of the workspace README (the quick start, rewards, the
+/// conformance kit, and mounting the routes in an axum and an actix-web
+/// app), compiled and run as doc tests here: this crate depends on both
+/// frameworks.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
