@@ -24,6 +24,8 @@ const BOB: &str = "+79995550102";
 const CAROL: &str = "+79995550103";
 /// A fourth, over the API only (the operators' test).
 const DAVE: &str = "+79995550104";
+/// A user who is not an operator, on the operators' page.
+const EVE: &str = "+79995550105";
 /// The operator of the operators' test (`REFERRAL_ADMIN_PHONES`).
 pub(crate) const OPERATOR: &str = "+79995550100";
 /// How the operator types it.
@@ -682,6 +684,29 @@ pub(crate) async fn admin_page(client: &Client, base: &str, downloads: &std::pat
         "a URL carries the token: {urls}"
     );
 
+    // The rewards export: three welcome gifts and Alice's two, the fixed one voided.
+    page.click("#export-rewards").await;
+    let saved = downloads.join("rewards.csv");
+    let csv = page
+        .wait_for("rewards.csv in the download directory", async || {
+            Ok(std::fs::read_to_string(&saved)
+                .ok()
+                .filter(|t| t.ends_with("\r\n")))
+        })
+        .await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 6, "a header and five rewards, not {csv:?}");
+    assert!(
+        lines[0].starts_with("id,user_id,phone,kind,amount"),
+        "{csv:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(ALICE) && l.contains(",referrer_fixed,1000,RUB,voided,")),
+        "the voided reward is not in {csv:?}"
+    );
+
     assert_eq!(
         page.alert().await,
         "",
@@ -695,6 +720,30 @@ pub(crate) async fn admin_page(client: &Client, base: &str, downloads: &std::pat
         "the operators' page scrolls sideways on a laptop screen: {fits}"
     );
     page.assert_same_origin().await;
+
+    // Logging out returns to the log-in; a user who is not an operator logs in there and
+    // gets the server's message, and the log-in again.
+    page.click("#logout").await;
+    page.wait_for("the log-in after logging out", async || {
+        Ok((page.form_displayed("phone").await && !page.displayed("#console").await).then_some(()))
+    })
+    .await;
+    page.admin_send_and_verify(EVE).await;
+    let shown = page.wait_alert().await;
+    assert!(
+        shown.contains("operators only"),
+        "a user who is not an operator sees {shown:?}"
+    );
+    page.wait_for(
+        "the log-in again for a user who is not an operator",
+        async || {
+            Ok(
+                (page.form_displayed("phone").await && !page.displayed("#console").await)
+                    .then_some(()),
+            )
+        },
+    )
+    .await;
 }
 
 /// The `error.message` of an API answer.
@@ -1132,9 +1181,26 @@ impl Page<'_> {
     /// Logs the operator in on `/admin` through its forms, with the code shown in
     /// `#dev-code`, and waits for the console.
     async fn admin_log_in(&self) {
+        self.admin_send_and_verify(OPERATOR_TYPED).await;
+        self.wait_for("the operators' console", async || {
+            Ok(
+                (self.displayed("#console").await && !self.form_displayed("code").await)
+                    .then_some(()),
+            )
+        })
+        .await;
+        assert!(
+            self.text("#operator").await.contains(OPERATOR),
+            "the page does not name the operator"
+        );
+    }
+
+    /// On `/admin`'s log-in: sends a code to `typed` and submits the code shown in
+    /// `#dev-code`.
+    async fn admin_send_and_verify(&self, typed: &str) {
         assert!(self.form_displayed("phone").await);
         assert!(!self.displayed("#console").await);
-        self.fill("phone", OPERATOR_TYPED).await;
+        self.fill("phone", typed).await;
         self.submit("phone").await;
         let code = self
             .wait_for("the code sent, in #dev-code", async || {
@@ -1147,17 +1213,6 @@ impl Page<'_> {
             .await;
         self.fill("code", &code).await;
         self.submit("code").await;
-        self.wait_for("the operators' console", async || {
-            Ok(
-                (self.displayed("#console").await && !self.form_displayed("code").await)
-                    .then_some(()),
-            )
-        })
-        .await;
-        assert!(
-            self.text("#operator").await.contains(OPERATOR),
-            "the page does not name the operator"
-        );
     }
 
     /// The form holding the input named `input`.

@@ -150,8 +150,10 @@ pub fn web_page_rewards_balances_list_and_converted(server_binary: &str) {
 /// unblocks him: 200 again. From Bob's detail the operator opens Alice (the referrer
 /// link), voids her pending fixed reward with a reason: her pending balance (over the
 /// API) drops by 1000. The referrals export is fetched with the token and saved as
-/// `referrals.csv` (read from the browser's download directory). Nothing from another
-/// origin, no sideways scrolling.
+/// `referrals.csv` (read from the browser's download directory), the rewards export as
+/// `rewards.csv` (the voided reward in it). Nothing from another origin, no sideways
+/// scrolling. After logging out, a user who is not an operator logs in on the page and
+/// sees the server's 403 message, back at the log-in.
 ///
 /// # Panics
 /// When the page or the server does not behave so (a Block or Void button that does
