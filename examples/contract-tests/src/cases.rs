@@ -1306,15 +1306,17 @@ pub async fn concurrent_codes_do_not_block(ctx: Ctx) {
     );
     assert!(total < Duration::from_secs(5), "about one delay: {total:?}");
     // The delay is a timer, not a blocked thread: /health answers in
-    // milliseconds while 300 requests wait (on PostgreSQL it may queue
-    // briefly for a pooled connection during the burst of inserts).
+    // milliseconds while 300 requests wait. On PostgreSQL a probe may queue
+    // for a pooled connection during the burst of inserts (behind PgBouncer,
+    // on a loaded machine, one took 1.16 s), so the worst probe is only held
+    // under the longest delay; blocked threads would also break `total`.
     assert!(
         median_health < Duration::from_millis(100),
         "/health stays fast: median {median_health:?}"
     );
     assert!(
-        worst_health < Duration::from_millis(1000),
-        "/health stays fast: worst {worst_health:?}"
+        worst_health < Duration::from_millis(2000),
+        "/health never waits for a delay: worst {worst_health:?}"
     );
     assert!(probes >= 5, "/health was probed throughout: {probes}");
 }
