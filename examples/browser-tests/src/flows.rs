@@ -44,6 +44,10 @@ pub(crate) const REWARD_SETTINGS: &[(&str, &str)] = &[
     ("REFERRAL_REWARD_CURRENCY", "RUB"),
 ];
 
+/// The payout reference the host pays Bob's welcome gift with: printable ASCII that looks
+/// like markup, which the page must show as text.
+const PAYOUT_REF: &str = "<i>payout-2026-11-30</i>";
+
 /// The rewards the web page shows in one page of `#rewards` (see `index.html`).
 const REWARDS_PAGE: usize = 10;
 
@@ -261,6 +265,63 @@ pub(crate) async fn rewards_balances_list_and_converted(client: &Client, base: &
     }
     page.assert_phone_size().await;
     page.snapshot("8-welcome").await;
+
+    // The host pays Bob's welcome gift out; his page shows it paid, with the payout
+    // reference as text (one that looks like markup must stay text).
+    let bob_token = client
+        .execute(
+            "return sessionStorage.getItem('referral.access_token');",
+            vec![],
+        )
+        .await
+        .expect("read Bob's token");
+    let bob_token = bob_token.as_str().expect("Bob's access token in the page");
+    let (status, bob_rewards) = host.get("/api/profile/rewards", bob_token).await;
+    assert_eq!(status, 200, "{bob_rewards}");
+    let welcome_id = bob_rewards["items"][0]["id"]
+        .as_str()
+        .expect("the welcome reward's id")
+        .to_owned();
+    let (status, paid) = host
+        .post(
+            &format!("/api/server/rewards/{welcome_id}/paid"),
+            &json!({"payout_ref": PAYOUT_REF}),
+        )
+        .await;
+    assert_eq!(status, 200, "paying the welcome gift: {paid}");
+    assert_eq!(paid["payout_ref"], PAYOUT_REF, "{paid}");
+    client
+        .find(Locator::XPath("//button[normalize-space()='Refresh']"))
+        .await
+        .expect("a 'Refresh' button")
+        .click()
+        .await
+        .expect("click 'Refresh'");
+    page.wait_balances(&[["RUB", "0.00", "0.00", "3.00"]]).await;
+    let paid_item = page
+        .wait_for("Bob's paid welcome gift in #rewards", async || {
+            let items = page.rewards().await;
+            Ok((items.len() == 1 && items[0].contains("Paid")).then_some(items))
+        })
+        .await;
+    assert!(
+        paid_item[0].contains(&format!("payout ref {PAYOUT_REF}")),
+        "Bob's paid reward shows {:?}, without its payout reference",
+        paid_item[0]
+    );
+    let markup = client
+        .execute(
+            "return document.querySelectorAll('#rewards i, #rewards script').length;",
+            vec![],
+        )
+        .await
+        .expect("count elements in #rewards");
+    assert_eq!(
+        markup.as_u64(),
+        Some(0),
+        "the payout reference became markup"
+    );
+    page.snapshot("8b-paid").await;
 
     // Carol activates Alice's code too (over the API); only Bob buys.
     host.log_in_and_activate(CAROL, &alice_code).await;
