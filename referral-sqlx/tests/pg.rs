@@ -2248,6 +2248,105 @@ async fn reward_tables_refuse_what_breaks_a_rule() {
     assert_eq!(conversion.reversed_amount, 150_000);
 }
 
+/// The outbox's check (one plpgsql function since migration 20261130090001,
+/// two constraints before): each kind is written with its fields and refused
+/// without any one of them, or with a field its kind must not have; an
+/// unknown kind is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_refuses_events_without_their_fields() {
+    let _gate = SERVER.read().await;
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    // Each kind, the fields it needs, and a field it must leave empty.
+    let kinds: [(&str, &[&str], Option<&str>); 12] = [
+        (
+            "user_registered",
+            &["phone", "invite_code"],
+            Some("referrer_id"),
+        ),
+        (
+            "invite_activated",
+            &["invite_code", "referrer_id"],
+            Some("phone"),
+        ),
+        (
+            "conversion_recorded",
+            &["conversion_id", "amount", "currency"],
+            None,
+        ),
+        (
+            "conversion_reversed",
+            &["conversion_id", "reversal_id", "amount"],
+            None,
+        ),
+        (
+            "reward_created",
+            &["reward_id", "reward_kind", "amount", "currency"],
+            None,
+        ),
+        (
+            "reward_adjusted",
+            &["reward_id", "amount", "currency"],
+            None,
+        ),
+        ("reward_approved", &["reward_id"], None),
+        ("reward_voided", &["reward_id"], None),
+        ("reward_paid", &["reward_id", "payout_ref"], None),
+        ("user_blocked", &["operator_id", "reason"], None),
+        ("user_unblocked", &["operator_id"], None),
+        (
+            "reward_voided_by_operator",
+            &["reward_id", "operator_id", "reason"],
+            None,
+        ),
+    ];
+    let value = |column: &str| match column {
+        "phone" => "'+79990000001'",
+        "invite_code" => "'AAAAAA'",
+        "referrer_id" | "reward_id" | "operator_id" => "gen_random_uuid()",
+        "amount" => "1",
+        "currency" => "'RUB'",
+        _ => "'x'",
+    };
+    let next_id = std::sync::atomic::AtomicI64::new(1);
+    let insert = |kind: &str, columns: &[&str]| {
+        let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let names: String = columns.iter().map(|c| format!(", {c}")).collect();
+        let values: String = columns.iter().map(|c| format!(", {}", value(c))).collect();
+        let sql = format!(
+            "INSERT INTO referral_events (id, at, kind, user_id{names})
+             VALUES ({id}, now(), '{kind}', gen_random_uuid(){values})"
+        );
+        let pool = store.pool().clone();
+        async move { sqlx::query(&sql).execute(&pool).await }
+    };
+    let refused = |result: Result<_, sqlx::Error>| {
+        let error = result.expect_err("refused");
+        let code = error.as_database_error().and_then(|d| d.code());
+        assert_eq!(code.as_deref(), Some("23514"), "{error}");
+    };
+    for (kind, needed, forbidden) in kinds {
+        insert(kind, needed)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        for missing in needed {
+            let fewer: Vec<&str> = needed.iter().copied().filter(|c| c != missing).collect();
+            refused(insert(kind, &fewer).await);
+        }
+        if let Some(forbidden) = forbidden {
+            let more: Vec<&str> = needed.iter().copied().chain([forbidden]).collect();
+            refused(insert(kind, &more).await);
+        }
+    }
+    refused(insert("reward_lost", &["reward_id"]).await);
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM referral_events")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(written, 12);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reward_functions_never_scan_whole_tables() {
     let _gate = SERVER.read().await;
