@@ -1,9 +1,11 @@
 //! Parallel writes on PostgreSQL: `PgStore::register` and
 //! `PgStore::activate_invite` at 1, 16 and 64 clients against a floor of one
 //! `INSERT` per transaction, in the same run, on the schema before
-//! referral-sqlx's migration 20261130020001 (one writer lock held to commit)
-//! and after it (tree locks, transaction-ordered outbox, sharded counts);
-//! and 1 000 concurrent activations of one code. Then `PgStore::issue_otp`
+//! referral-sqlx's migration 20261130090001 (the work of each call as after
+//! 20261130070001) and after it (the same rules and locks with less work per
+//! call); and 1 000 concurrent activations of one code. `PG_WRITES_BEFORE`
+//! picks another "before" (the last migration it includes, say
+//! `20261123000004` for the schema with the cluster-wide writer lock). Then `PgStore::issue_otp`
 //! with and without a global send budget (never reached) at 1, 16 and 64
 //! clients, on the schema before migration 20261130060001 (one advisory lock
 //! held to commit by every issue while a budget is set) and after it (the
@@ -17,8 +19,12 @@
 //! point is the commit's WAL flush). It creates databases `referral_bench_*`
 //! and drops them. Each figure is operations per second over SECONDS
 //! (default 3) with `clients` tasks each calling in a loop, on a pool of
-//! `clients` connections; the floor is a bare sqlx pool of the same size
-//! inserting one row per transaction into a table of its own.
+//! `clients` connections, after 10 untimed calls per task (every connection
+//! has compiled the functions and settled its plans, as a server's pooled
+//! connections have); the floor is a bare sqlx pool of the same size
+//! inserting one row per transaction into a table of its own, warmed the
+//! same way. The 1 000 activations of one code start on connections that
+//! are open but have run nothing yet.
 #![allow(clippy::print_stdout)]
 
 use std::future::Future;
@@ -42,8 +48,10 @@ use sqlx::migrate::{Migration, MigrationSource, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 
-/// The last migration before the parallel writes.
-const BEFORE: i64 = 20_261_123_000_004;
+/// The "before" of the register and activate figures: every migration
+/// below 20261130090001 (less work per call), unless `PG_WRITES_BEFORE`
+/// names another last migration.
+const BEFORE: i64 = 20_261_130_090_000;
 /// The last migration before the sharded send budget.
 const BEFORE_SHARDED_BUDGET: i64 = 20_261_130_050_001;
 /// Owners whose codes the activations spread over.
@@ -135,8 +143,15 @@ async fn bulk_users(pool: &PgPool, from: u64, to: u64) {
         .expect("analyze");
 }
 
-/// Calls `op(i)` with increasing `i` from `clients` tasks for `secs`;
-/// operations per second.
+/// Calls each task makes before the clock starts: more than the five
+/// custom plans PostgreSQL makes of each statement of a plpgsql function in
+/// a session before it keeps a generic one, so every connection of the pool
+/// has compiled the functions and settled its plans, as a server's pooled
+/// connections have (they live 30 min by default).
+const WARM_UP: u64 = 10;
+
+/// Calls `op(i)` with increasing `i` from `clients` tasks for `secs`, after
+/// [`WARM_UP`] calls per task that are not timed; operations per second.
 async fn rate<F, Fut>(clients: u32, secs: Duration, op: F) -> f64
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
@@ -145,25 +160,38 @@ where
     let op = Arc::new(op);
     let next = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
+    let warm = Arc::new(tokio::sync::Barrier::new(clients as usize + 1));
     let tasks: Vec<_> = (0..clients)
         .map(|_| {
-            let (op, next, stop) = (Arc::clone(&op), Arc::clone(&next), Arc::clone(&stop));
+            let (op, next, stop, warm) = (
+                Arc::clone(&op),
+                Arc::clone(&next),
+                Arc::clone(&stop),
+                Arc::clone(&warm),
+            );
             tokio::spawn(async move {
+                for _ in 0..WARM_UP {
+                    op(next.fetch_add(1, Ordering::Relaxed)).await;
+                }
+                warm.wait().await;
                 while !stop.load(Ordering::Relaxed) {
                     op(next.fetch_add(1, Ordering::Relaxed)).await;
                 }
             })
         })
         .collect();
+    warm.wait().await;
+    let first = next.load(Ordering::Relaxed);
+    let started = Instant::now();
     tokio::time::sleep(secs).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.expect("a bench task panicked");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    // Every operation started was counted first and has finished.
-    next.load(Ordering::Relaxed) as f64 / elapsed
+    // Every operation started after the warm-up was counted first and has
+    // finished.
+    (next.load(Ordering::Relaxed) - first) as f64 / elapsed
 }
 
 struct Db {
@@ -361,8 +389,15 @@ async fn main() {
             .unwrap_or(3),
     );
     let pid = std::process::id();
+    let before = std::env::var("PG_WRITES_BEFORE")
+        .ok()
+        .map(|v| {
+            v.parse::<i64>()
+                .expect("PG_WRITES_BEFORE: a migration version")
+        })
+        .unwrap_or(BEFORE);
     let mut dbs = Vec::new();
-    for (label, up_to) in [("before", Some(BEFORE)), ("after", None)] {
+    for (label, up_to) in [("before", Some(before)), ("after", None)] {
         let name = format!("referral_bench_w{label}_{pid}");
         let options = database(&url, &name, up_to).await;
         let admin = PgPoolOptions::new()
@@ -391,6 +426,7 @@ async fn main() {
         "fsync={fsync} synchronous_commit={sync_commit}, {} s per figure, ops/s (ratio to the floor of the same database and clients)",
         secs.as_secs()
     );
+    println!("before: migrations up to {before}; after: every migration");
     println!(
         "{:<7} {:>7} {:>9} {:>16} {:>16}",
         "schema", "clients", "floor", "register", "activate"
