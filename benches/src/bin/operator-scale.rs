@@ -1,20 +1,22 @@
 //! Operator reads on PostgreSQL with 1,000,000 users against 1,000 (issue
 //! 12): a page of 50 of a search by phone prefix, a search by invite code,
-//! and the all-time leaderboard of 10, medians of many interleaved calls,
-//! and the ratio big/small (target ≤ 1.5).
+//! the all-time leaderboard of 10 and the leaderboard of 10 over a window
+//! (`days`) holding the same 900 activations in both databases, medians of
+//! many interleaved calls, and the ratio big/small (target ≤ 1.5).
 //!
 //! ```sh
 //! DATABASE_URL=postgres://… cargo run --release -p referral-benches --bin operator-scale [-- USERS]
 //! ```
 //! It creates two databases `referral_bench_*` (1,000 users, and USERS),
 //! bulk-inserts the users, activations (users past the 100th each referred
-//! by one of the first 100) and the leaderboard ranking `PgStore` keeps,
-//! measures, and drops them. Without `DATABASE_URL` it says it skips.
+//! by one of the first 100; 9 of each of those referrers' referees activated
+//! a day after the others, one second apart: the window) and the leaderboard ranking `PgStore`
+//! keeps, measures, and drops them. Without `DATABASE_URL` it says it skips.
 #![allow(clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use referral_benches::pg;
 use referral_benches::scale::trio;
 use referral_core::store::OperatorStore;
@@ -27,6 +29,14 @@ const CALLS: usize = 1_000;
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time")
+}
+
+/// Activations in the leaderboard's window, in both databases.
+const WINDOW: u64 = 900;
+
+/// The start of the window: a day after the bulk activations.
+fn window_start() -> DateTime<Utc> {
+    t0() + TimeDelta::days(1)
 }
 
 fn report(what: &str, [small, big, _]: [Duration; 3]) {
@@ -56,6 +66,20 @@ async fn populate(url: &str, n: u64) -> (PgConnectOptions, PgStore) {
             .await
             .expect("activations");
     }
+    // WINDOW referees, the first 9 of each referrer's run, activated later,
+    // one second apart from a day after the others: what a leaderboard over
+    // that window reads (the same 100 referrers with 9 each in both).
+    sqlx::query(
+        "UPDATE referral_activations a
+            SET activated_at = $1 + (j * 9 + i) * interval '1 second'
+           FROM generate_series(0, 99) AS j, generate_series(0, 8) AS i
+          WHERE a.invitee_id = referral_bench_id(101 + j * $2 + i)",
+    )
+    .bind(window_start())
+    .bind(i64::try_from(per).expect("a run length"))
+    .execute(&admin)
+    .await
+    .expect("the window's activations");
     // What referral_activate keeps, in bulk.
     sqlx::query(
         "INSERT INTO referral_referrer_rank (user_id, referrals, latest)
@@ -118,6 +142,19 @@ async fn measure(stores: [&PgStore; 2]) {
     })
     .await;
     report("leaderboard, all time, 10", t);
+    let since = window_start();
+    let t = trio(CALLS, |who| async move {
+        let board = store(who)
+            .leaderboard(Some(since), 10)
+            .await
+            .expect("board");
+        assert_eq!(board.len(), 10);
+        // 9 of each referrer's activations are in the window.
+        assert!(board.iter().all(|e| e.referrals == WINDOW / 100));
+        std::hint::black_box(board);
+    })
+    .await;
+    report("leaderboard, window of 900, 10", t);
 }
 
 async fn postgres(url: &str, n: u64) {
