@@ -141,6 +141,12 @@ impl Api {
 /// digits (an invite code). The server also trims surrounding whitespace.
 pub const QUERY_PATTERN: &str = r"^(\+?[0-9]{1,15}|[A-Za-z0-9]{6})?$";
 
+/// What the schema of an operator's `reason` (block, void) accepts, exactly
+/// what [`Reason::parse`] does: surrounding white space (Unicode
+/// `White_Space`, which the server trims), then 1 to 500 characters with no
+/// control character that neither start nor end with white space.
+pub const REASON_PATTERN: &str = r"^[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\x00-\x1F\x7F-\x9F]{0,498}[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$";
+
 /// 403 `user_blocked`: the answer to a blocked user's every route.
 #[must_use]
 pub fn user_blocked() -> ApiError {
@@ -667,6 +673,47 @@ mod tests {
             assert!(!pattern.is_match(bad), "{bad}");
             assert!(UserQuery::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The document's pattern for `reason` is [`REASON_PATTERN`], and it
+    /// accepts what [`Reason::parse`] accepts (schemathesis found the
+    /// pattern missing: a reason with a control character was schema-valid).
+    #[test]
+    fn reason_pattern_matches_the_parser() {
+        let doc: serde_json::Value = serde_json::from_str(&crate::openapi::json()).unwrap();
+        for schema in ["BlockRequest", "VoidRequest"] {
+            let reason = &doc["components"]["schemas"][schema]["properties"]["reason"];
+            assert_eq!(reason["pattern"], REASON_PATTERN, "{schema}");
+        }
+        let pattern = regex_lite::Regex::new(REASON_PATTERN).unwrap();
+        let long = "x".repeat(500);
+        let cases = [
+            "fraud".to_owned(),
+            " two words\n".to_owned(),
+            "\u{a0}nbsp\u{3000}".to_owned(),
+            "\u{85}x".to_owned(),
+            "a, \"quoted\" reason".to_owned(),
+            long.clone(),
+            format!("  {long}\t"),
+            format!("{long}y"),
+            String::new(),
+            "   ".to_owned(),
+            "\t\n".to_owned(),
+            "line\nbreak".to_owned(),
+            "tab\there".to_owned(),
+            "\u{1c}x".to_owned(),
+            "x\u{7f}".to_owned(),
+            "x\u{85}y".to_owned(),
+            "nul\0".to_owned(),
+        ];
+        for case in &cases {
+            assert_eq!(
+                pattern.is_match(case),
+                Reason::parse(case).is_ok(),
+                "{case:?}"
+            );
+        }
+        assert!(cases.iter().filter(|c| pattern.is_match(c)).count() >= 7);
     }
 
     #[test]

@@ -169,6 +169,7 @@ pub async fn request_code(
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 400, description = "`invalid_phone`, `invalid_code` (not 4 to 8 ASCII digits), `invalid_json`, `invalid_body`", body = ErrorBody),
         (status = 401, description = "`otp_invalid` (wrong code, or no live code), `otp_expired`", body = ErrorBody),
+        (status = 403, description = "`user_blocked`: an operator blocked this account", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 429, description = "`too_many_requests`: the code's attempts are spent (the guess that spends the phone's daily failure budget burns the live code too: the phone is stepped up, and later codes are longer)",
@@ -204,6 +205,7 @@ pub async fn verify(api: &Api, body: VerifyRequest) -> Result<Reply, ApiError> {
     responses(
         (status = 200, description = "The profile", body = ProfileResponse),
         (status = 401, description = "`unauthorized`: missing, malformed, expired or forged token", body = ErrorBody),
+        (status = 403, description = "`user_blocked`: an operator blocked this account", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
         (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
@@ -227,6 +229,7 @@ pub async fn profile(api: &Api, user: UserId) -> Result<Reply, ApiError> {
         (status = 200, description = "Activated (or already activated, the same code)", body = ProfileResponse),
         (status = 400, description = "`invalid_invite_code` (not 6 letters and digits), `invalid_json`, `invalid_body`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`user_blocked`: an operator blocked this account", body = ErrorBody),
         (status = 404, description = "`invite_code_not_found`", body = ErrorBody),
         (status = 409, description = "`invite_already_activated`: a different code was activated before", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
@@ -266,6 +269,7 @@ pub async fn activate_invite(
         (status = 200, description = "A page", body = ReferralsPage),
         (status = 400, description = "`invalid_limit`, `invalid_cursor`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`user_blocked`: an operator blocked this account", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
         (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
     )
@@ -324,6 +328,7 @@ where
         (status = 200, description = "A page", body = RewardsPage),
         (status = 400, description = "`invalid_limit`, `invalid_cursor`", body = ErrorBody),
         (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 403, description = "`user_blocked`: an operator blocked this account", body = ErrorBody),
         (status = 431, description = "`request_header_fields_too_large`: headers over the host's limit (the framework crates' header-limit helper)", body = ErrorBody),
         (status = 503, description = "`unavailable`", body = ErrorBody),
     )

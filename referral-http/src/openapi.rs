@@ -191,6 +191,31 @@ mod tests {
         }
     }
 
+    /// A blocked user gets 403 `user_blocked` on verify and on every route
+    /// a user's token opens (schemathesis found the answer undeclared once
+    /// its operator token blocked its own user).
+    #[test]
+    fn every_user_operation_declares_the_blocked_answer() {
+        let doc: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut checked = 0;
+        for (path, item) in paths {
+            for (method, op) in item.as_object().unwrap() {
+                let bearer = op["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+                if bearer || path == "/api/auth/verify" {
+                    checked += 1;
+                    assert!(
+                        op["responses"].get("403").is_some(),
+                        "{method} {path} does not declare 403"
+                    );
+                }
+            }
+        }
+        assert!(checked >= 5, "only {checked} operations checked");
+    }
+
     #[test]
     fn patterns_match_the_parsers() {
         use referral_core::{InviteCode, PhoneNumber, ReferralCursor, RewardCursor};

@@ -115,8 +115,11 @@ impl From<&UserDetail> for UserDetailDto {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[schema(example = json!({"reason": "several accounts from one device"}))]
 pub struct BlockRequest {
-    /// Why: 1 to 500 characters after trimming, no control characters.
-    #[schema(min_length = 1, max_length = 500)]
+    /// Why: 1 to 500 characters after trimming, no control characters (see
+    /// [`REASON_PATTERN`](crate::admin::REASON_PATTERN)).
+    #[schema(
+        pattern = r"^[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\x00-\x1F\x7F-\x9F]{0,498}[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    )]
     pub reason: String,
 }
 
@@ -129,8 +132,11 @@ pub struct UnblockRequest {}
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[schema(example = json!({"reason": "the order was fraudulent"}))]
 pub struct VoidRequest {
-    /// Why: 1 to 500 characters after trimming, no control characters.
-    #[schema(min_length = 1, max_length = 500)]
+    /// Why: 1 to 500 characters after trimming, no control characters (see
+    /// [`REASON_PATTERN`](crate::admin::REASON_PATTERN)).
+    #[schema(
+        pattern = r"^[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\x00-\x1F\x7F-\x9F]{0,498}[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?[\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    )]
     pub reason: String,
 }
 
