@@ -11,14 +11,16 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::hash::{BuildHasher as _, RandomState};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use referral_core::{Clock, User, UserId};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
 
 /// A request's headers, whatever the framework: each framework crate
 /// implements it for its own header map (this crate does it for
@@ -213,12 +215,92 @@ pub struct Claims {
 ///
 /// The algorithm is pinned to HS256 on both sides; a token signed any other
 /// way (including `alg: none`) is refused. No leeway on `exp`.
+///
+/// A client sends the same token with every request, so the last few
+/// thousand tokens that verified are remembered ([`VerifiedTokens`]): the
+/// same token again skips the signature check and the JSON parsing, not the
+/// expiry (checked against the same clock as a full verification). A token
+/// that differs in any byte is verified in full; tokens that fail are never
+/// remembered.
 pub struct JwtAuth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
     clock: Arc<dyn Clock>,
+    verified: VerifiedTokens,
+}
+
+/// A direct-mapped cache of tokens whose signature and claims verified:
+/// [`Self::SLOTS`] slots, each holding one token (a later token of the same
+/// slot replaces it), the slot chosen by a hash keyed per process (so a
+/// client cannot aim at another's slot), the token compared in constant
+/// time. At most `SLOTS` tokens of this server's own making (each under
+/// 200 bytes): well under a megabyte.
+struct VerifiedTokens {
+    slots: Box<[Mutex<Option<Verified>>]>,
+    hasher: RandomState,
+}
+
+/// A token that verified: its user and expiry (seconds since the epoch).
+struct Verified {
+    token: Box<str>,
+    user: UserId,
+    exp: u64,
+}
+
+impl VerifiedTokens {
+    const SLOTS: usize = 4096;
+
+    fn new() -> Self {
+        Self {
+            slots: (0..Self::SLOTS).map(|_| Mutex::new(None)).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn slot(&self, token: &str) -> &Mutex<Option<Verified>> {
+        let hash = self.hasher.hash_one(token);
+        // The remainder is below SLOTS: the cast back cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let index = (hash % Self::SLOTS as u64) as usize;
+        &self.slots[index]
+    }
+
+    /// The user of `token` if it verified before: `Ok(None)` when it is
+    /// not remembered, [`AuthError::Expired`] (and forgotten) when its
+    /// `exp` is before `now`, as a full verification would answer.
+    fn get(&self, token: &str, now: u64) -> Result<Option<UserId>, AuthError> {
+        let mut slot = self
+            .slot(token)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(verified) = slot.as_ref() else {
+            return Ok(None);
+        };
+        let same = verified.token.len() == token.len()
+            && bool::from(verified.token.as_bytes().ct_eq(token.as_bytes()));
+        if !same {
+            return Ok(None);
+        }
+        if verified.exp < now {
+            *slot = None;
+            return Err(AuthError::Expired);
+        }
+        Ok(Some(verified.user))
+    }
+
+    fn put(&self, token: &str, user: UserId, exp: u64) {
+        let verified = Verified {
+            token: token.into(),
+            user,
+            exp,
+        };
+        *self
+            .slot(token)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(verified);
+    }
 }
 
 impl fmt::Debug for JwtAuth {
@@ -245,6 +327,7 @@ impl JwtAuth {
             validation,
             ttl,
             clock,
+            verified: VerifiedTokens::new(),
         }
     }
 
@@ -275,12 +358,22 @@ impl JwtAuth {
     /// [`AuthError::Invalid`] or [`AuthError::Expired`].
     pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
+        // The clock `decode` checks `exp` against (no leeway: expired when
+        // `exp` is before it).
+        if let Some(user) = self
+            .verified
+            .get(token, jsonwebtoken::get_current_timestamp())?
+        {
+            return Ok(user);
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
             })?;
-        UserId::parse(&data.claims.sub).map_err(|_| AuthError::Invalid)
+        let user = UserId::parse(&data.claims.sub).map_err(|_| AuthError::Invalid)?;
+        self.verified.put(token, user, data.claims.exp);
+        Ok(user)
     }
 
     /// The user of an `Authorization` header value (`Bearer <token>`, the
@@ -405,6 +498,59 @@ mod tests {
         let other = jwt("another-secret-another-secret-0123");
         assert!(matches!(other.verify(&token), Err(AuthError::Invalid)));
         assert!(matches!(t.verify("a.b.c"), Err(AuthError::Invalid)));
+    }
+
+    #[test]
+    fn a_remembered_token_verifies_again_and_nothing_else_does() {
+        let t = jwt("0123456789abcdef0123456789abcdef");
+        let user = UserId::generate(&SeededRandom::new(3));
+        let token = t.issue(user).unwrap();
+        assert_eq!(t.verify(&token).unwrap(), user);
+        assert_eq!(t.verify(&token).unwrap(), user, "the remembered token");
+        // Every one-byte change of the remembered token is refused.
+        for i in 0..token.len() {
+            let mut forged = token.clone().into_bytes();
+            forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+            let forged = String::from_utf8(forged).unwrap();
+            assert!(t.verify(&forged).is_err(), "byte {i} changed");
+        }
+        assert!(t.verify(&token[..token.len() - 1]).is_err(), "shortened");
+        assert!(t.verify(&format!("{token}A")).is_err(), "lengthened");
+        // A server with another secret never remembered it.
+        assert!(matches!(
+            jwt("another-secret-another-secret-0123").verify(&token),
+            Err(AuthError::Invalid)
+        ));
+    }
+
+    #[test]
+    fn a_remembered_token_expires() {
+        let cache = VerifiedTokens::new();
+        let user = UserId::generate(&SeededRandom::new(4));
+        assert!(matches!(cache.get("t", 100), Ok(None)));
+        cache.put("t", user, 100);
+        assert_eq!(cache.get("t", 100).unwrap(), Some(user), "valid up to exp");
+        assert!(matches!(cache.get("u", 100), Ok(None)));
+        assert!(matches!(cache.get("t", 101), Err(AuthError::Expired)));
+        assert!(
+            matches!(cache.get("t", 100), Ok(None)),
+            "forgotten once expired"
+        );
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_after_it_was_remembered() {
+        // Issued at 2026-01-01 for a minute: long expired by the system
+        // clock jsonwebtoken checks against.
+        let behind = Arc::new(referral_core::clock::TestClock::default());
+        let t = JwtAuth::new(
+            &"0123456789abcdef0123456789abcdef".parse().unwrap(),
+            Duration::from_secs(60),
+            behind,
+        );
+        let token = t.issue(UserId::generate(&SeededRandom::new(5))).unwrap();
+        assert!(matches!(t.verify(&token), Err(AuthError::Expired)));
+        assert!(matches!(t.verify(&token), Err(AuthError::Expired)));
     }
 
     #[tokio::test]
