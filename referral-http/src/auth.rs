@@ -253,17 +253,23 @@ impl VerifiedTokens {
     const SLOTS: usize = 4096;
 
     fn new() -> Self {
+        Self::with_slots(Self::SLOTS)
+    }
+
+    /// `slots` (at least one) slots; tests use one, so that every token
+    /// meets the remembered one.
+    fn with_slots(slots: usize) -> Self {
         Self {
-            slots: (0..Self::SLOTS).map(|_| Mutex::new(None)).collect(),
+            slots: (0..slots.max(1)).map(|_| Mutex::new(None)).collect(),
             hasher: RandomState::new(),
         }
     }
 
     fn slot(&self, token: &str) -> &Mutex<Option<Verified>> {
         let hash = self.hasher.hash_one(token);
-        // The remainder is below SLOTS: the cast back cannot truncate.
+        // The remainder is below the slot count: the cast back cannot truncate.
         #[allow(clippy::cast_possible_truncation)]
-        let index = (hash % Self::SLOTS as u64) as usize;
+        let index = (hash % self.slots.len() as u64) as usize;
         &self.slots[index]
     }
 
@@ -502,7 +508,9 @@ mod tests {
 
     #[test]
     fn a_remembered_token_verifies_again_and_nothing_else_does() {
-        let t = jwt("0123456789abcdef0123456789abcdef");
+        let mut t = jwt("0123456789abcdef0123456789abcdef");
+        // One slot: every forgery below is compared with the remembered token.
+        t.verified = VerifiedTokens::with_slots(1);
         let user = UserId::generate(&SeededRandom::new(3));
         let token = t.issue(user).unwrap();
         assert_eq!(t.verify(&token).unwrap(), user);
@@ -525,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_remembered_token_expires() {
-        let cache = VerifiedTokens::new();
+        let cache = VerifiedTokens::with_slots(1);
         let user = UserId::generate(&SeededRandom::new(4));
         assert!(matches!(cache.get("t", 100), Ok(None)));
         cache.put("t", user, 100);
