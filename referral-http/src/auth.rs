@@ -216,8 +216,8 @@ pub struct Claims {
 /// The algorithm is pinned to HS256 on both sides; a token signed any other
 /// way (including `alg: none`) is refused. No leeway on `exp`.
 ///
-/// A client sends the same token with every request, so the last few
-/// thousand tokens that verified are remembered ([`VerifiedTokens`]): the
+/// A client sends the same token with every request, so the last 4,096
+/// tokens that verified are remembered (one per slot of a keyed hash): the
 /// same token again skips the signature check and the JSON parsing, not the
 /// expiry (checked against the same clock as a full verification). A token
 /// that differs in any byte is verified in full; tokens that fail are never
