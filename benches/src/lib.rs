@@ -2,8 +2,10 @@
 //! as `MemoryStore` with nothing of ours in the way, helpers to drive async
 //! store methods that never wait, PostgreSQL bench set-up ([`pg`]), a
 //! protocol-counting proxy ([`proxy`]) and the scale bins' interleaved
-//! medians ([`scale`]).
+//! medians ([`scale`]), and logging users in through a server's HTTP API
+//! ([`api`]).
 
+pub mod api;
 pub mod baseline;
 pub mod pg;
 pub mod proxy;

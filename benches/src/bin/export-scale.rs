@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use referral_benches::api::login;
 use referral_benches::pg;
-use serde_json::{Value, json};
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time")
@@ -103,41 +103,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Logs `phone` in through the API; returns its access token.
-async fn log_in(http: &reqwest::Client, base: &str, phone: &str) -> String {
-    let r = http
-        .post(format!("{base}/api/auth/code"))
-        .json(&json!({ "phone": phone }))
-        .send()
-        .await
-        .expect("POST /api/auth/code");
-    assert_eq!(r.status().as_u16(), 202, "code request");
-    let sms: Value = http
-        .get(format!(
-            "{base}/api/dev/sms?phone={}",
-            phone.replace('+', "%2B")
-        ))
-        .send()
-        .await
-        .expect("GET /api/dev/sms")
-        .json()
-        .await
-        .expect("JSON");
-    let login: Value = http
-        .post(format!("{base}/api/auth/verify"))
-        .json(&json!({ "phone": phone, "code": sms["code"] }))
-        .send()
-        .await
-        .expect("POST /api/auth/verify")
-        .json()
-        .await
-        .expect("JSON");
-    login["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token: {login}"))
-        .to_owned()
 }
 
 /// What one export measured.
@@ -230,7 +195,10 @@ async fn measure(url: &str, bin: &PathBuf, referrals: u64) {
     let name = options.get_database().expect("a database name").to_owned();
     let admin_phone = pg::phone(1).to_e164();
     let server = Server::start(bin, &url_of_database(url, &name), &admin_phone);
-    let token = log_in(&reqwest::Client::new(), &server.base, &admin_phone).await;
+    let token = login(&reqwest::Client::new(), &server.base, &admin_phone)
+        .await
+        .unwrap_or_else(|e| panic!("the operator's log-in: {e}"))
+        .access_token;
     let f = export(&server, &token).await;
     drop(server);
     assert_eq!(f.rows, referrals, "every referral exported once");

@@ -43,7 +43,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use serde::Deserialize;
+use referral_benches::api::login;
 use serde_json::json;
 
 const MAX_SECS: u64 = 60;
@@ -306,55 +306,6 @@ fn referral_server(name: &'static str, bin: &Path) -> Result<Server, String> {
         .env("REFERRAL_IP_MAX_SENDS_PER_HOUR", "0")
         .env("RUST_LOG", "warn");
     start(name, command)
-}
-
-// --- logging in through the API ------------------------------------------------
-
-#[derive(Deserialize)]
-struct DevSms {
-    code: String,
-}
-
-#[derive(Deserialize)]
-struct Login {
-    access_token: String,
-    profile: LoginProfile,
-}
-
-#[derive(Deserialize)]
-struct LoginProfile {
-    invite_code: String,
-}
-
-async fn login(http: &reqwest::Client, base: &str, phone: &str) -> Result<Login, String> {
-    let status = http
-        .post(format!("{base}/api/auth/code"))
-        .json(&json!({ "phone": phone }))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .status();
-    if status != reqwest::StatusCode::ACCEPTED {
-        return Err(format!("code for {phone}: {status}"));
-    }
-    let sms: DevSms = http
-        .get(format!("{base}/api/dev/sms?phone=%2B{}", &phone[1..]))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| format!("dev outbox: {e}"))?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    http.post(format!("{base}/api/auth/verify"))
-        .json(&json!({ "phone": phone, "code": sms.code }))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| format!("verify {phone}: {e}"))?
-        .json()
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// The requests of one server: tokens and the bodies it answered.

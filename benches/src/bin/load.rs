@@ -35,7 +35,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use serde::Deserialize;
+use referral_benches::api::{Login, login};
 use serde_json::json;
 use tokio::runtime::Runtime;
 
@@ -275,55 +275,6 @@ async fn drive(route: &str, work: Work, clients: usize, duration: Duration) -> P
     }
     phase.elapsed = start.elapsed();
     phase
-}
-
-#[derive(Deserialize)]
-struct DevSms {
-    code: String,
-}
-
-#[derive(Deserialize)]
-struct Login {
-    access_token: String,
-    profile: LoginProfile,
-}
-
-#[derive(Deserialize)]
-struct LoginProfile {
-    invite_code: String,
-}
-
-/// Logs one phone in through the API: code, dev outbox, verify.
-async fn login(http: &reqwest::Client, base: &str, phone: &str) -> Result<Login, String> {
-    let resp = http
-        .post(format!("{base}/api/auth/code"))
-        .json(&json!({ "phone": phone }))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if resp.status() != StatusCode::ACCEPTED {
-        return Err(format!("code for {phone}: {}", resp.status()));
-    }
-    let sms: DevSms = http
-        .get(format!("{base}/api/dev/sms?phone=%2B{}", &phone[1..]))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .error_for_status()
-        .map_err(|e| format!("dev outbox (is REFERRAL_DEV_OUTBOX on?): {e}"))?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    http.post(format!("{base}/api/auth/verify"))
-        .json(&json!({ "phone": phone, "code": sms.code }))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .error_for_status()
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// Logs `count` new users in, 64 at a time; their tokens and invite codes.
