@@ -21,16 +21,13 @@
 //! }
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use tokio::time::{Instant, Sleep};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -71,94 +68,7 @@ pub async fn limit_headers(
 /// by [`envelope`] when that is outside it).
 #[must_use]
 pub fn timeout(timeout: Duration) -> TimeoutLayer {
-    TimeoutLayer { timeout }
-}
-
-/// The layer of [`timeout`]: a request running past the timeout (counted
-/// from the call) answers 503 with an empty body.
-///
-/// Unlike `tower_http::timeout::TimeoutLayer`, it arms a timer only for a
-/// request still waiting after its first poll: a request the handler
-/// answers at once (most of them, on a fast store) costs no timer
-/// registration in tokio's timer wheel and no clean-up. A request whose
-/// answer is ready is answered, even if the time ran out while it was
-/// computed.
-#[derive(Debug, Clone, Copy)]
-pub struct TimeoutLayer {
-    timeout: Duration,
-}
-
-impl<S> tower::Layer<S> for TimeoutLayer {
-    type Service = Timeout<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Timeout {
-            inner,
-            timeout: self.timeout,
-        }
-    }
-}
-
-/// The service of [`TimeoutLayer`].
-#[derive(Debug, Clone, Copy)]
-pub struct Timeout<S> {
-    inner: S,
-    timeout: Duration,
-}
-
-impl<S, B> tower::Service<axum::http::Request<B>> for Timeout<S>
-where
-    S: tower::Service<axum::http::Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = TimeoutFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        TimeoutFuture {
-            inner: self.inner.call(request),
-            deadline: Instant::now() + self.timeout,
-            sleep: None,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The answer of [`Timeout`]: the inner one, or 503 at the deadline.
-    #[derive(Debug)]
-    pub struct TimeoutFuture<F> {
-        #[pin]
-        inner: F,
-        deadline: Instant,
-        // Armed at the first poll that finds the answer not ready.
-        sleep: Option<Pin<Box<Sleep>>>,
-    }
-}
-
-impl<F, E> Future for TimeoutFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(answer) = this.inner.poll(cx) {
-            return Poll::Ready(answer);
-        }
-        let deadline = *this.deadline;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        ready!(sleep.as_mut().poll(cx));
-        let mut response = Response::default();
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        Poll::Ready(Ok(response))
-    }
+    TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)
 }
 
 /// One INFO span and one INFO line per request (tower-http's `TraceLayer`).
