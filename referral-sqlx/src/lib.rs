@@ -79,9 +79,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow
 /// an API, and they change without notice.
 #[doc(hidden)]
 pub mod operator_sql {
-    pub use crate::operators::{
-        DETAIL, SEARCH, STATS, WINDOW_BOARD, export_referrals_query, export_rewards_query,
-    };
+    pub use crate::operators::{DETAIL, STATS, export_referrals_query, export_rewards_query};
 }
 
 /// The migrations of this crate, embedded at build time. Run them with

@@ -3,8 +3,12 @@
 //! Round trips: one each. `block_user`, `unblock_user`, `void_reward` and
 //! the all-time `leaderboard` are one call of a plpgsql function (migration
 //! `20261130040001_operators.sql`, where the locks that make a block hold
-//! against activations, conversions and approvals are described); the rest
-//! are one `SELECT` each, so one consistent snapshot.
+//! against activations, conversions and approvals are described);
+//! `search_users` and the windowed `leaderboard` too (migration
+//! `20261130100001_reads_plan_once.sql`: functions whose plans are made once
+//! per session, where a prepared statement ending in `LIMIT $n` was planned
+//! again on every call once the tables were large); the rest are one
+//! `SELECT` each, so one consistent snapshot.
 //!
 //! Costs: a search page seeks `referral_users_phone_c_idx` (byte order,
 //! whatever the database's collation) and the invite-code index, O(page);
@@ -78,36 +82,17 @@ SELECT u.id, u.phone, u.invite_code, u.created_at,
 
 /// A search page: phones in `[$1, $2)` (a prefix as a byte range; none
 /// when `$1` is NULL), or the user whose code is `$4`, after the phone `$3`,
-/// in byte order of the phone, at most `$5` rows. Both branches seek an
-/// index (`referral_users_phone_c_idx`, `referral_users_invite_code_key`).
-pub const SEARCH: &str = r#"
-SELECT m.id, m.phone, m.invite_code, m.created_at,
-       (SELECT coalesce(sum(c.n), 0)::bigint
-          FROM referral_count_shards c WHERE c.user_id = m.id) AS referral_count,
-       EXISTS (SELECT 1 FROM referral_blocks b WHERE b.user_id = m.id) AS blocked
-  FROM ((SELECT u.id, u.phone, u.invite_code, u.created_at FROM referral_users u
-          WHERE u.phone COLLATE "C" >= $1 AND u.phone COLLATE "C" < $2
-            AND u.phone COLLATE "C" > $3
-          ORDER BY u.phone COLLATE "C" LIMIT $5)
-        UNION
-        (SELECT u.id, u.phone, u.invite_code, u.created_at FROM referral_users u
-          WHERE upper(u.invite_code) = $4 AND u.phone COLLATE "C" > $3)) AS m
- ORDER BY m.phone COLLATE "C"
- LIMIT $5"#;
+/// in byte order of the phone, at most `$5` rows. A plpgsql function
+/// (migration 20261130100001) so that it is planned once per session: as a
+/// prepared statement its `LIMIT $5` made PostgreSQL plan it afresh on every
+/// call on a large table. Its query seeks `referral_users_phone_c_idx` and
+/// `referral_users_invite_code_key`.
+const SEARCH: &str = "SELECT * FROM referral_user_search($1, $2, $3, $4, $5)";
 
-/// The leaderboard of the activations after `$1`: read from
-/// `referral_activations_at_idx`, grouped by referrer.
-pub const WINDOW_BOARD: &str = r#"
-SELECT t.user_id, u.phone, t.referrals, t.latest, m.currency, m.amount AS rewarded
-  FROM (SELECT a.referrer_id AS user_id, count(*) AS referrals,
-               max(a.activated_at) AS latest
-          FROM referral_activations a WHERE a.activated_at > $1
-         GROUP BY a.referrer_id
-         ORDER BY referrals DESC, latest, user_id
-         LIMIT $2) AS t
-  JOIN referral_users u ON u.id = t.user_id
-  LEFT JOIN LATERAL referral_rewarded(t.user_id) AS m ON true
- ORDER BY t.referrals DESC, t.latest, t.user_id, m.currency COLLATE "C""#;
+/// The leaderboard of the activations after `$1`, at most `$2` referrers:
+/// read from `referral_activations_at_idx`, grouped by referrer. A plpgsql
+/// function planned once per session, as [`SEARCH`].
+const WINDOW_BOARD: &str = "SELECT * FROM referral_window_board($1, $2)";
 
 /// Statistics in one statement (one snapshot): a `total` row, one row per
 /// date with something created for each of `users`, `activations` and

@@ -62,34 +62,15 @@ SELECT u.id, u.phone, u.invite_code, u.created_at,
   LEFT JOIN referral_users r ON r.id = me.referrer_id
  WHERE u.id = $1";
 
-/// A page from the first referral: one row per referral, or one row of NULLs
-/// when the user has none, or no row when there is no such user.
-const REFERRALS_FIRST: &str = "
-SELECT p.invitee_id, p.phone, p.activated_at, p.converted
-  FROM referral_users u
-  LEFT JOIN LATERAL (
-        SELECT a.invitee_id, i.phone, a.activated_at, a.converted
-          FROM referral_activations a
-          JOIN referral_users i ON i.id = a.invitee_id
-         WHERE a.referrer_id = u.id
-         ORDER BY a.activated_at, a.invitee_id
-         LIMIT $2) AS p ON true
- WHERE u.id = $1";
-
-/// A page after a cursor: the seek on `(activated_at, invitee_id)` uses the
-/// index `referral_activations_referrer_idx`.
-const REFERRALS_AFTER: &str = "
-SELECT p.invitee_id, p.phone, p.activated_at, p.converted
-  FROM referral_users u
-  LEFT JOIN LATERAL (
-        SELECT a.invitee_id, i.phone, a.activated_at, a.converted
-          FROM referral_activations a
-          JOIN referral_users i ON i.id = a.invitee_id
-         WHERE a.referrer_id = u.id
-           AND (a.activated_at, a.invitee_id) > ($3, $4)
-         ORDER BY a.activated_at, a.invitee_id
-         LIMIT $2) AS p ON true
- WHERE u.id = $1";
+/// A page of a user's referrals, oldest first, after the cursor `($3, $4)`
+/// when given: one row per referral, one row of NULLs when the page is
+/// empty, no row when no such user. A plpgsql function (migration
+/// 20261130100001) so that it is planned once per session: as a prepared
+/// statement its `LIMIT $2` made PostgreSQL plan it afresh on every call once
+/// referrers had many referrals. It seeks
+/// `referral_activations_referrer_idx` on `(referrer_id, activated_at,
+/// invitee_id)`.
+const REFERRAL_PAGE: &str = "SELECT * FROM referral_referral_page($1, $2, $3, $4)";
 
 #[async_trait]
 impl ReferralStore for PgStore {
@@ -228,16 +209,11 @@ impl ReferralStore for PgStore {
         }
         // One more than asked tells whether another page follows.
         let fetch = limit(page_size).saturating_add(1);
-        let query = match after {
-            None => sqlx::query(REFERRALS_FIRST)
-                .bind(user.as_uuid())
-                .bind(fetch),
-            Some(cursor) => sqlx::query(REFERRALS_AFTER)
-                .bind(user.as_uuid())
-                .bind(fetch)
-                .bind(cursor.activated_at())
-                .bind(cursor.user().as_uuid()),
-        };
+        let query = sqlx::query(REFERRAL_PAGE)
+            .bind(user.as_uuid())
+            .bind(fetch)
+            .bind(after.map(|c| c.activated_at()))
+            .bind(after.map(|c| c.user().as_uuid()));
         let rows = self.fetch_all(query).await.map_err(map)?;
         if rows.is_empty() {
             return Ok(None);

@@ -2434,12 +2434,80 @@ async fn explain(store: &PgStore, statement: &str, literals: &[&str]) -> String 
         .join("\n")
 }
 
+/// The generic plans of the queries of plpgsql function `function` (each
+/// `RETURN QUERY` of its body, in order), as the function runs them: its
+/// body's parameters `p_*` become `$n`, the function's own settings (such
+/// as `plan_cache_mode = force_generic_plan`) are set for the transaction,
+/// and each query is prepared and explained with `literals` as arguments.
+async fn function_plans(store: &PgStore, function: &str, literals: &[&str]) -> Vec<String> {
+    let (body, names, types, config): (String, Vec<String>, String, Option<Vec<String>>) =
+        sqlx::query_as(
+            "SELECT p.prosrc, p.proargnames[1:p.pronargs]::text[],
+                    pg_get_function_identity_arguments(p.oid), p.proconfig
+               FROM pg_proc p WHERE p.proname = $1",
+        )
+        .bind(function)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(names.len(), literals.len(), "{function}: {names:?}");
+    // The argument types, without the names.
+    let types: Vec<String> = types
+        .split(", ")
+        .map(|arg| arg.split_once(' ').map_or(arg, |(_, t)| t).to_owned())
+        .collect();
+    let mut tx = store.pool().begin().await.unwrap();
+    for setting in config.unwrap_or_default() {
+        let (name, value) = setting.split_once('=').unwrap();
+        sqlx::query("SELECT set_config($1, $2, true)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    // Longest name first, so that `p_after` is not replaced inside
+    // `p_after_at`.
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(names[i].len()));
+    let mut plans = Vec::new();
+    for (n, part) in body.split("RETURN QUERY").skip(1).enumerate() {
+        let mut query = part.split(';').next().unwrap().to_owned();
+        for &i in &order {
+            query = query.replace(&names[i], &format!("${}", i + 1));
+        }
+        assert!(
+            !query.contains("p_"),
+            "{function}: a parameter left in {query}"
+        );
+        sqlx::raw_sql(&format!("PREPARE q{n} ({}) AS {query}", types.join(", ")))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let plan: Vec<String> =
+            sqlx::query_scalar(&format!("EXPLAIN EXECUTE q{n} ({})", literals.join(", ")))
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        // Prepared statements outlive the transaction.
+        sqlx::raw_sql(&format!("DEALLOCATE q{n}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        plans.push(plan.join("\n"));
+    }
+    assert!(!plans.is_empty(), "{function} has no RETURN QUERY");
+    tx.rollback().await.unwrap();
+    plans
+}
+
 /// The operator reads seek indexes, so their cost grows with the page (or
-/// the window), not with the table: on 3 000 analysed users (and rewards), search by
-/// phone prefix and by code, the windowed leaderboard and export batches
-/// plan index scans and no sequential scan of a large table; the all-time
-/// leaderboard fetches no more rank rows than it lists; and block, unblock
-/// and void scan no table.
+/// the window), not with the table: on 3 000 analysed users (and rewards),
+/// the generic plans the functions behind the search by phone prefix and by
+/// code, the windowed leaderboard and the referral pages run on (migration
+/// 20261130100001), and the export batches, use index scans and no
+/// sequential scan; the all-time leaderboard fetches no more rank rows than
+/// it lists; and block, unblock and void scan no table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_reads_seek_indexes() {
     use referral_sqlx::operator_sql;
@@ -2491,31 +2559,56 @@ async fn operator_reads_seek_indexes() {
     .await
     .unwrap();
     sqlx::query("ANALYZE").execute(pool).await.unwrap();
-    let plan = explain(
-        &store,
-        operator_sql::SEARCH,
-        &["'+79990001'", "'+79990002'", "''", "NULL", "11"],
-    )
-    .await;
-    assert!(plan.contains("referral_users_phone_c_idx"), "{plan}");
-    assert!(!plan.contains("Seq Scan on referral_users"), "{plan}");
-    let plan = explain(
-        &store,
-        operator_sql::SEARCH,
-        &["NULL", "NULL", "'+79990001234'", "'Z00ABC'", "11"],
-    )
-    .await;
-    assert!(plan.contains("referral_users_invite_code_key"), "{plan}");
-    assert!(!plan.contains("Seq Scan on referral_users"), "{plan}");
-
+    // The search, the windowed board and the referral pages run in plpgsql
+    // functions on forced generic plans (migration 20261130100001): those
+    // plans, made without the arguments, must seek.
+    let nil = "'00000000-0000-0000-0000-000000000000'::uuid";
     let since = format!(
         "'{}'::timestamptz",
         (t0() + TimeDelta::days(290)).to_rfc3339()
     );
-    let nil = "'00000000-0000-0000-0000-000000000000'::uuid";
-    let plan = explain(&store, operator_sql::WINDOW_BOARD, &[&since, "10"]).await;
+    for plan in [
+        function_plans(
+            &store,
+            "referral_user_search",
+            &["'+79990001'", "'+79990002'", "''", "NULL", "11"],
+        )
+        .await,
+        function_plans(
+            &store,
+            "referral_user_search",
+            &["NULL", "NULL", "'+79990001234'", "'Z00ABC'", "11"],
+        )
+        .await,
+    ] {
+        let [plan] = plan.as_slice() else {
+            panic!("{plan:?}")
+        };
+        assert!(plan.contains("referral_users_phone_c_idx"), "{plan}");
+        assert!(plan.contains("referral_users_invite_code_key"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(plan.contains("$1"), "not a generic plan: {plan}");
+    }
+    let plans = function_plans(&store, "referral_window_board", &[&since, "10"]).await;
+    let [plan] = plans.as_slice() else {
+        panic!("{plans:?}")
+    };
     assert!(plan.contains("referral_activations_at_idx"), "{plan}");
-    assert!(!plan.contains("Seq Scan on referral_activations"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    assert!(plan.contains("$1"), "not a generic plan: {plan}");
+    let owner = "md5('7')::uuid";
+    let plans = function_plans(
+        &store,
+        "referral_referral_page",
+        &[owner, "11", &since, nil],
+    )
+    .await;
+    assert_eq!(plans.len(), 2, "first page, and after a cursor");
+    for plan in &plans {
+        assert!(plan.contains("referral_activations_referrer_idx"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(plan.contains("$1"), "not a generic plan: {plan}");
+    }
 
     let plan = explain(
         &store,
@@ -2607,6 +2700,107 @@ async fn operator_reads_seek_indexes() {
         .collect();
     assert!(scans.is_empty(), "sequential scans: {scans:?}");
     tx.rollback().await.unwrap();
+}
+
+/// The user search, the windowed leaderboard and the referral pages are
+/// planned once per session (migration 20261130100001): the statements
+/// `PgStore` sends run on their cached generic plans after the first calls
+/// (before, on a large database PostgreSQL planned their `LIMIT $n` queries
+/// afresh on every call), and the functions behind them keep one generic
+/// plan per session, with sequential scans, JIT and parallel workers off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_reads_are_planned_once_per_session() {
+    use referral_core::store::OperatorStore as _;
+    let _gate = SERVER.read().await;
+    let Some(connect) = common::create_database().await else {
+        return;
+    };
+    // One connection: every call below uses the same session.
+    let store = PgStore::connect_with(common::test_options(connect).max_connections(1))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let rng = SeededRandom::new(37);
+    let alice = register(&store, &rng, 1).await;
+    let mut friends = Vec::new();
+    for n in 2..=6 {
+        let friend = register(&store, &rng, n).await;
+        let outcome = store
+            .activate_invite(
+                friend.id,
+                &alice.invite_code,
+                &InvitePolicy::default(),
+                t0() + TimeDelta::seconds(i64::try_from(n).unwrap()),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, ActivationOutcome::Activated { .. }),
+            "{outcome:?}"
+        );
+        friends.push(friend);
+    }
+    let prefix = referral_core::UserQuery::parse("+7999").unwrap();
+    let code = referral_core::UserQuery::parse(alice.invite_code.as_str()).unwrap();
+    for _ in 0..12 {
+        let page = store.search_users(&prefix, None, 4).await.unwrap();
+        assert_eq!(page.items.len(), 4);
+        let next = store.search_users(&prefix, page.next, 4).await.unwrap();
+        assert_eq!(next.items.len(), 2);
+        let found = store.search_users(&code, None, 4).await.unwrap();
+        assert_eq!(found.items.len(), 1);
+        assert_eq!(found.items[0].id, alice.id);
+        let board = store.leaderboard(Some(t0()), 3).await.unwrap();
+        assert_eq!(board.len(), 1);
+        assert_eq!(board[0].referrals, 5);
+        let first = store.referrals(alice.id, None, 3).await.unwrap().unwrap();
+        assert_eq!(first.items.len(), 3);
+        let second = store
+            .referrals(alice.id, first.next, 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.items.len(), 2);
+        assert_eq!(second.items[0].user, friends[3].id);
+    }
+    for (function, calls) in [
+        ("referral_user_search", 36),
+        ("referral_window_board", 12),
+        ("referral_referral_page", 24),
+    ] {
+        let plans: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+              WHERE statement LIKE 'SELECT * FROM ' || $1 || '(%'",
+        )
+        .bind(function)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(plans.len(), 1, "{function}: one statement for every call");
+        let (generic, custom) = plans[0];
+        assert!(
+            generic >= calls - 5 && custom <= 5,
+            "{function}: {generic} generic, {custom} custom plans"
+        );
+        let config: Vec<String> =
+            sqlx::query_scalar("SELECT unnest(proconfig) FROM pg_proc WHERE proname = $1")
+                .bind(function)
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        for setting in [
+            "plan_cache_mode=force_generic_plan",
+            "enable_seqscan=off",
+            "jit=off",
+            "max_parallel_workers_per_gather=0",
+        ] {
+            assert!(
+                config.iter().any(|c| c == setting),
+                "{function}: {setting}: {config:?}"
+            );
+        }
+    }
+    store.pool().close().await;
 }
 
 /// A rewards page is planned once per session (migration 20261130080001):

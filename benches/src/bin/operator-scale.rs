@@ -2,7 +2,17 @@
 //! 12): a page of 50 of a search by phone prefix, a search by invite code,
 //! the all-time leaderboard of 10 and the leaderboard of 10 over a window
 //! (`days`) holding the same 900 activations in both databases, medians of
-//! many interleaved calls, and the ratio big/small (target ≤ 1.5).
+//! many interleaved calls, and the ratio big/small (target ≤ 1.5). Then the
+//! other reads ending in `LIMIT $n`: a referrer's profile with 5 referrals,
+//! their referral pages of 5 (first, and after a cursor), and referral
+//! export batches of 400 (first, and after the first).
+//!
+//! "before" rows send the statements `PgStore` sent until migration
+//! 20261130100001 (copied below) through the same connection, so the
+//! change is measured before and after in one run. Each store has one
+//! connection, and at the end the bin prints `pg_prepared_statements` of
+//! both sessions: how many calls of each statement ran on a cached generic
+//! plan and how many were planned afresh (custom plans).
 //!
 //! ```sh
 //! DATABASE_URL=postgres://… cargo run --release -p referral-benches --bin operator-scale [-- USERS]
@@ -19,8 +29,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use referral_benches::pg;
 use referral_benches::scale::trio;
-use referral_core::store::OperatorStore;
-use referral_core::{UserQuery, UserSearchPage};
+use referral_core::store::{OperatorStore, ReferralStore};
+use referral_core::{ReferralCursor, UserQuery, UserSearchPage};
 use referral_sqlx::{PgStore, PgStoreOptions};
 use sqlx::postgres::PgConnectOptions;
 
@@ -98,9 +108,13 @@ async fn populate(url: &str, n: u64) -> (PgConnectOptions, PgStore) {
         started.elapsed().as_secs_f64()
     );
     admin.close().await;
-    let store = PgStore::connect_with(PgStoreOptions::from_connect_options(options.clone()))
-        .await
-        .expect("a store");
+    // One connection, so that its prepared statements tell every call's
+    // planning (the calls are sequential: one is all they use).
+    let store = PgStore::connect_with(
+        PgStoreOptions::from_connect_options(options.clone()).max_connections(1),
+    )
+    .await
+    .expect("a store");
     (options, store)
 }
 
@@ -155,6 +169,207 @@ async fn measure(stores: [&PgStore; 2]) {
     })
     .await;
     report("leaderboard, window of 900, 10", t);
+    before(stores).await;
+    others(stores).await;
+    for (name, store) in ["1000 users", "big"].into_iter().zip(stores) {
+        plans(name, store).await;
+    }
+}
+
+/// The search as `PgStore` sent it before migration 20261130100001.
+const SEARCH_BEFORE: &str = r#"
+SELECT m.id, m.phone, m.invite_code, m.created_at,
+       (SELECT coalesce(sum(c.n), 0)::bigint
+          FROM referral_count_shards c WHERE c.user_id = m.id) AS referral_count,
+       EXISTS (SELECT 1 FROM referral_blocks b WHERE b.user_id = m.id) AS blocked
+  FROM ((SELECT u.id, u.phone, u.invite_code, u.created_at FROM referral_users u
+          WHERE u.phone COLLATE "C" >= $1 AND u.phone COLLATE "C" < $2
+            AND u.phone COLLATE "C" > $3
+          ORDER BY u.phone COLLATE "C" LIMIT $5)
+        UNION
+        (SELECT u.id, u.phone, u.invite_code, u.created_at FROM referral_users u
+          WHERE upper(u.invite_code) = $4 AND u.phone COLLATE "C" > $3)) AS m
+ ORDER BY m.phone COLLATE "C"
+ LIMIT $5"#;
+
+/// The windowed leaderboard as `PgStore` sent it before migration
+/// 20261130100001.
+const WINDOW_BOARD_BEFORE: &str = r#"
+SELECT t.user_id, u.phone, t.referrals, t.latest, m.currency, m.amount AS rewarded
+  FROM (SELECT a.referrer_id AS user_id, count(*) AS referrals,
+               max(a.activated_at) AS latest
+          FROM referral_activations a WHERE a.activated_at > $1
+         GROUP BY a.referrer_id
+         ORDER BY referrals DESC, latest, user_id
+         LIMIT $2) AS t
+  JOIN referral_users u ON u.id = t.user_id
+  LEFT JOIN LATERAL referral_rewarded(t.user_id) AS m ON true
+ ORDER BY t.referrals DESC, t.latest, t.user_id, m.currency COLLATE "C""#;
+
+/// A referral page after a cursor as `PgStore` sent it before migration
+/// 20261130100001.
+const REFERRALS_AFTER_BEFORE: &str = "
+SELECT p.invitee_id, p.phone, p.activated_at, p.converted
+  FROM referral_users u
+  LEFT JOIN LATERAL (
+        SELECT a.invitee_id, i.phone, a.activated_at, a.converted
+          FROM referral_activations a
+          JOIN referral_users i ON i.id = a.invitee_id
+         WHERE a.referrer_id = u.id
+           AND (a.activated_at, a.invitee_id) > ($3, $4)
+         ORDER BY a.activated_at, a.invitee_id
+         LIMIT $2) AS p ON true
+ WHERE u.id = $1";
+
+/// The statements of before migration 20261130100001, rows fetched and not
+/// decoded, on the same connections.
+async fn before(stores: [&PgStore; 2]) {
+    let pool = |who: usize| stores[who.min(1)].pool();
+    let code = pg::invite_code(500).as_str().to_owned();
+    let t = trio(CALLS, |who| async move {
+        let rows = sqlx::query(SEARCH_BEFORE)
+            .bind("+790000000")
+            .bind("+790000001")
+            .bind("")
+            .bind(None::<String>)
+            .bind(51_i64)
+            .fetch_all(pool(who))
+            .await
+            .expect("search");
+        assert_eq!(rows.len(), 51);
+    })
+    .await;
+    report("before: search by prefix, 50", t);
+    let code = &code;
+    let t = trio(CALLS, |who| async move {
+        let rows = sqlx::query(SEARCH_BEFORE)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind("")
+            .bind(code)
+            .bind(51_i64)
+            .fetch_all(pool(who))
+            .await
+            .expect("search");
+        assert_eq!(rows.len(), 1);
+    })
+    .await;
+    report("before: search by invite code", t);
+    let since = window_start();
+    let t = trio(CALLS, |who| async move {
+        let rows = sqlx::query(WINDOW_BOARD_BEFORE)
+            .bind(since)
+            .bind(10_i64)
+            .fetch_all(pool(who))
+            .await
+            .expect("board");
+        assert_eq!(rows.len(), 10);
+    })
+    .await;
+    report("before: board, window of 900, 10", t);
+    // After the 3rd of referrer 1's 9 windowed referrals (see `populate`).
+    let cursor = (window_start() + TimeDelta::seconds(2), pg::user_id(103));
+    let t = trio(CALLS, |who| async move {
+        let rows = sqlx::query(REFERRALS_AFTER_BEFORE)
+            .bind(pg::user_id(1).as_uuid())
+            .bind(6_i64)
+            .bind(cursor.0)
+            .bind(cursor.1.as_uuid())
+            .fetch_all(pool(who))
+            .await
+            .expect("page");
+        assert_eq!(rows.len(), 6);
+    })
+    .await;
+    report("before: referral page of 5, after", t);
+}
+
+/// The other reads ending in `LIMIT $n`, through `PgStore`.
+async fn others(stores: [&PgStore; 2]) {
+    let store = |who: usize| stores[who.min(1)];
+    let owner = pg::user_id(1);
+    let t = trio(CALLS, |who| async move {
+        let profile = store(who)
+            .profile(owner, 5)
+            .await
+            .expect("profile")
+            .expect("a user");
+        assert_eq!(profile.referrals.len(), 5);
+        std::hint::black_box(profile);
+    })
+    .await;
+    report("profile with 5 referrals", t);
+    let t = trio(CALLS, |who| async move {
+        let page = store(who)
+            .referrals(owner, None, 5)
+            .await
+            .expect("page")
+            .expect("a user");
+        assert_eq!(page.items.len(), 5);
+        std::hint::black_box(page);
+    })
+    .await;
+    report("referral page of 5, first", t);
+    let cursor = ReferralCursor::new(window_start() + TimeDelta::seconds(2), pg::user_id(103));
+    let t = trio(CALLS, |who| async move {
+        let page = store(who)
+            .referrals(owner, Some(cursor), 5)
+            .await
+            .expect("page")
+            .expect("a user");
+        assert_eq!(page.items.len(), 5);
+        std::hint::black_box(page);
+    })
+    .await;
+    report("referral page of 5, after", t);
+    let t = trio(CALLS / 10, |who| async move {
+        let batch = store(who)
+            .export_referrals(None, 400)
+            .await
+            .expect("export");
+        assert_eq!(batch.rows.len(), 400);
+        std::hint::black_box(batch);
+    })
+    .await;
+    report("export batch of 400, first", t);
+    let mut after = Vec::new();
+    for s in stores {
+        after.push(
+            s.export_referrals(None, 400)
+                .await
+                .expect("export")
+                .next
+                .expect("a second batch"),
+        );
+    }
+    let after = &after;
+    let t = trio(CALLS / 10, |who| async move {
+        let batch = store(who)
+            .export_referrals(Some(after[who.min(1)]), 400)
+            .await
+            .expect("export");
+        assert_eq!(batch.rows.len(), 400);
+        std::hint::black_box(batch);
+    })
+    .await;
+    report("export batch of 400, after", t);
+}
+
+/// The statements of `store`'s one session: calls on a cached generic plan
+/// and calls planned afresh.
+async fn plans(name: &str, store: &PgStore) {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT regexp_replace(statement, '\\s+', ' ', 'g'), generic_plans, custom_plans
+           FROM pg_prepared_statements ORDER BY statement",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("prepared statements");
+    println!("# {name}: generic plans, custom plans, statement");
+    for (statement, generic, custom) in rows {
+        let statement: String = statement.trim().chars().take(90).collect();
+        println!("# {generic:>6} {custom:>6}  {statement}");
+    }
 }
 
 async fn postgres(url: &str, n: u64) {
