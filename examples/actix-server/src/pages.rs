@@ -7,10 +7,11 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use referral_actix::{ApiError, Error, get, resource};
 use referral_server_common::assets::{self, Asset};
 
-/// Registers `/`, `/admin`, `/docs` and `/docs/{file}`.
+/// Registers `/`, `/admin`, `/assets/{file}`, `/docs` and `/docs/{file}`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/", "GET, HEAD").route(get().to(index_page)))
         .service(resource("/admin", "GET, HEAD").route(get().to(admin_page)))
+        .service(resource("/assets/{file}", "GET, HEAD").route(get().to(page_script)))
         .service(resource("/docs", "GET, HEAD").route(get().to(docs_page)))
         .service(resource("/docs/{file}", "GET, HEAD").route(get().to(docs_asset)));
 }
@@ -32,6 +33,13 @@ async fn admin_page() -> HttpResponse {
 
 async fn docs_page() -> HttpResponse {
     asset(assets::docs_page())
+}
+
+async fn page_script(req: HttpRequest) -> HttpResponse {
+    match req.match_info().get("file").and_then(assets::page_script) {
+        Some(file) => asset(file),
+        None => Error(ApiError::not_found()).error_response(),
+    }
 }
 
 async fn docs_asset(req: HttpRequest) -> HttpResponse {

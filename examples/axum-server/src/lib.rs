@@ -29,6 +29,7 @@ pub fn app(api: Api, settings: &Settings) -> Router {
         )
         .route("/docs", get(|| async { asset(assets::docs_page(), None) }))
         .route("/docs/{file}", get(docs_asset))
+        .route("/assets/{file}", get(page_script))
         .fallback(not_found)
         .with_state(api)
         .layer(timeout(settings.request_timeout()))
@@ -51,6 +52,13 @@ fn asset(asset: Asset, cache_control: Option<&'static str>) -> Response {
             .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
     }
     response
+}
+
+async fn page_script(Path(file): Path<String>) -> Response {
+    match assets::page_script(&file) {
+        Some(found) => asset(found, None),
+        None => Error(ApiError::not_found()).into_response(),
+    }
 }
 
 async fn docs_asset(Path(file): Path<String>) -> Response {

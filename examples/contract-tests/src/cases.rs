@@ -970,7 +970,8 @@ pub async fn openapi_document(ctx: Ctx) {
     }
 }
 
-/// `/`, `/admin` and `/docs` are served with everything they load, nothing from outside.
+/// `/`, `/admin` and `/docs` are served with everything they load (scripts under
+/// `/assets/` and `/docs/`), nothing from outside.
 pub async fn web_pages(ctx: Ctx) {
     let s = ctx.server(&[]).await;
     for path in ["/", "/admin", "/docs"] {
@@ -1127,6 +1128,8 @@ pub async fn json_conventions(ctx: Ctx) {
         "/api/nope",
         "/api/auth/code/extra",
         "/docs/nope.js",
+        "/assets/nope.js",
+        "/assets/index.html",
     ] {
         s.get(path).await.assert_error(404, Some("not_found"));
     }

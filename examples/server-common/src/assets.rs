@@ -13,7 +13,10 @@
 //! | `GET /admin`               | [`admin_page()`]: the operators' page         |
 //! | `GET /docs`                | [`docs_page()`]: renders `/api/openapi.json`  |
 //! | `GET /docs/{file}`         | [`docs_asset(file)`](docs_asset): the renderer's script and its license notes; `None` → 404 `not_found` JSON error |
+//! | `GET /assets/{file}`       | [`page_script(file)`](page_script): the scripts of `/` and `/admin`; `None` → 404 `not_found` JSON error |
 //!
+//! Both pages load their scripts from `/assets/` (`script-src 'self'`, no inline script):
+//! `page.js`, what they share (the log-in, the API client, formatting), then the page's own.
 //! The pages call `/api/openapi.json` and the `/api/…` routes of API.md, nothing else.
 //! Suggested extra header for the `/docs/{file}` answers: `Cache-Control: public, max-age=86400`
 //! (see [`DOCS_ASSET_CACHE_CONTROL`]); the HTML pages are small and need none.
@@ -51,6 +54,9 @@ pub const DOCS_ASSET_CACHE_CONTROL: &str = "public, max-age=86400";
 
 /// The path under which [`docs_asset`] files are served: `GET /docs/{file}`.
 pub const DOCS_ASSET_PREFIX: &str = "/docs/";
+
+/// The path under which [`page_script`] files are served: `GET /assets/{file}`.
+pub const PAGE_SCRIPT_PREFIX: &str = "/assets/";
 
 /// The web page served at `GET /`: log in by phone and code, see the profile and
 /// referrals, activate an invite code (the hooks of API.md's "Web pages").
@@ -102,6 +108,25 @@ pub fn docs_asset(file: &str) -> Option<Asset> {
     Some(Asset { content_type, body })
 }
 
+/// A script of the web pages served at `GET /assets/{file}`, looked up by `file` (the
+/// part after `/assets/`; a leading `/` is ignored): `page.js` (what both pages share),
+/// `index.js` (the page at `/`) and `admin.js` (the page at `/admin`). `None` for any
+/// other name: answer 404 `not_found`. No `Cache-Control` is suggested: a page and its
+/// scripts change together, with the binary.
+#[must_use]
+pub fn page_script(file: &str) -> Option<Asset> {
+    let body: &'static [u8] = match file.strip_prefix('/').unwrap_or(file) {
+        "page.js" => include_bytes!("../assets/page.js"),
+        "index.js" => include_bytes!("../assets/index.js"),
+        "admin.js" => include_bytes!("../assets/admin.js"),
+        _ => return None,
+    };
+    Some(Asset {
+        content_type: JAVASCRIPT,
+        body,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,9 +169,77 @@ mod tests {
         assert!(docs_asset("redoc.LICENSE").is_some());
     }
 
+    /// The scripts a page loads: every `<script>` has a `src` under `/assets/` that
+    /// [`page_script`] serves (no inline script: the pages' CSP has `script-src 'self'`).
+    fn scripts_of(page: Asset) -> Vec<Asset> {
+        let text = std::str::from_utf8(page.body).expect("UTF-8");
+        text.split("<script")
+            .skip(1)
+            .map(|tag| {
+                let tag = tag.split('>').next().expect("a tag");
+                let src = tag
+                    .split("src=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next());
+                let src = src.unwrap_or_else(|| panic!("an inline script: <script{tag}>"));
+                let file = src
+                    .strip_prefix(PAGE_SCRIPT_PREFIX)
+                    .expect("served from /assets/");
+                page_script(file).unwrap_or_else(|| panic!("{src} is not served"))
+            })
+            .collect()
+    }
+
+    /// A page's text followed by the text of every script it loads.
+    fn page_with_scripts(page: Asset) -> String {
+        std::iter::once(page)
+            .chain(scripts_of(page))
+            .map(|asset| std::str::from_utf8(asset.body).expect("UTF-8"))
+            .collect()
+    }
+
+    #[test]
+    fn pages_load_the_shared_script_then_their_own() {
+        assert_eq!(
+            scripts_of(index_page()),
+            [page_script("page.js"), page_script("index.js")].map(Option::unwrap)
+        );
+        assert_eq!(
+            scripts_of(admin_page()),
+            [page_script("page.js"), page_script("admin.js")].map(Option::unwrap)
+        );
+        for page in [index_page(), admin_page()] {
+            let text = std::str::from_utf8(page.body).expect("UTF-8");
+            assert!(
+                text.contains(
+                    "content=\"default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self';"
+                ),
+                "a page lacks the Content-Security-Policy that allows only the server's scripts"
+            );
+        }
+        for file in ["page.js", "index.js", "admin.js"] {
+            let text = std::str::from_utf8(page_script(file).expect("served").body).expect("UTF-8");
+            for outside in ["http://", "https://", "//cdn"] {
+                assert!(!text.contains(outside), "{file} refers to {outside}");
+            }
+        }
+        let script = page_script("/page.js").expect("a leading / is ignored");
+        assert!(script.content_type.starts_with("text/javascript"));
+        for name in [
+            "",
+            "..",
+            "../index.html",
+            "page.js.map",
+            "PAGE.JS",
+            "redoc.standalone.js",
+        ] {
+            assert!(page_script(name).is_none(), "{name}");
+        }
+    }
+
     #[test]
     fn index_page_keeps_the_hooks_of_api_md() {
-        let text = std::str::from_utf8(index_page().body).expect("UTF-8");
+        let text = page_with_scripts(index_page());
         for hook in [
             "name=\"phone\"",
             "name=\"code\"",
@@ -178,8 +271,8 @@ mod tests {
         "javascript:",
     ];
 
-    fn assert_no_markup_sink(page: &str, body: &[u8]) {
-        let text = std::str::from_utf8(body).expect("UTF-8");
+    fn assert_no_markup_sink(page: &str, asset: Asset) {
+        let text = page_with_scripts(asset);
         for sink in MARKUP_SINKS {
             assert!(!text.contains(sink), "{page} uses {sink}");
         }
@@ -187,12 +280,12 @@ mod tests {
 
     #[test]
     fn index_page_never_turns_data_into_markup() {
-        assert_no_markup_sink("index.html", index_page().body);
+        assert_no_markup_sink("index.html", index_page());
     }
 
     #[test]
     fn admin_page_keeps_its_hooks() {
-        let text = std::str::from_utf8(admin_page().body).expect("UTF-8");
+        let text = page_with_scripts(admin_page());
         for hook in [
             "name=\"phone\"",
             "name=\"code\"",
@@ -222,25 +315,18 @@ mod tests {
 
     /// The operators' page follows the user page's rules (its test
     /// `index_page_never_turns_data_into_markup`): every text from the API
-    /// is set with `textContent` (or an attribute), never as markup; and it
-    /// carries the same Content-Security-Policy (only the server itself).
+    /// is set with `textContent` (or an attribute), never as markup (the CSP
+    /// both share: `pages_load_the_shared_script_then_their_own`).
     #[test]
     fn admin_page_never_turns_data_into_markup() {
-        assert_no_markup_sink("admin.html", admin_page().body);
-        let text = std::str::from_utf8(admin_page().body).expect("UTF-8");
-        assert!(
-            text.contains(
-                "content=\"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self';"
-            ),
-            "admin.html lacks the Content-Security-Policy that allows only the server"
-        );
+        assert_no_markup_sink("admin.html", admin_page());
     }
 
     /// The exports need the operator's token: the page sends it in the
     /// `Authorization` header, never in a URL.
     #[test]
     fn admin_page_never_puts_the_token_in_a_url() {
-        let text = std::str::from_utf8(admin_page().body).expect("UTF-8");
+        let text = page_with_scripts(admin_page());
         for leak in ["token=", "access_token=", "?token", "&token"] {
             assert!(!text.contains(leak), "admin.html builds a URL with {leak}");
         }
