@@ -1871,6 +1871,109 @@ async fn a_viral_code_counts_every_activation_in_shards() {
     assert_eq!(events.len(), 301 + 300);
 }
 
+/// Rows of the count shards, the leaderboard ranking and its pending deltas
+/// naming a user who is not there (or whom no activation names as referrer).
+async fn orphan_derived_rows(store: &PgStore) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*)
+           FROM (SELECT user_id FROM referral_count_shards
+                 UNION ALL SELECT user_id FROM referral_referrer_rank
+                 UNION ALL SELECT user_id FROM referral_rank_deltas) d
+          WHERE NOT EXISTS (SELECT 1 FROM referral_users u WHERE u.id = d.user_id)
+             OR NOT EXISTS (SELECT 1 FROM referral_activations a WHERE a.referrer_id = d.user_id)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
+/// The derived rows of a referrer (count shards, leaderboard row, pending
+/// deltas) have had no foreign key of their own since migration
+/// 20261130110001: they are written only in the transaction of an activation
+/// naming their user as referrer, whose own foreign key keeps that user. So
+/// a referrer cannot be deleted, also when the delete races activations of
+/// its code through another pool, and no derived row ever names a missing
+/// user. Fails when the activations' foreign key on the referrer is dropped
+/// (checked by hand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn derived_rows_never_outlive_their_user() {
+    let _gate = SERVER.read().await;
+    let Some((a, b)) = two_stores().await else {
+        return;
+    };
+    let stores = [a, b];
+    let rng = SeededRandom::new(31);
+    let mut next = 0;
+    let owners = users(&stores, &rng, &mut next, 12).await;
+    let mut deleted = 0;
+    for (k, owner) in owners.iter().enumerate() {
+        let fans = users(&stores, &rng, &mut next, 8).await;
+        // Task 0 deletes the owner through one pool, after k ms (so some
+        // deletes come first and some after activations), while the others
+        // activate its code through both.
+        let pause = Duration::from_millis(u64::try_from(k).unwrap());
+        let results = race(fans.len() + 1, |i| {
+            let store = stores[i % 2].clone();
+            let owner = owner.clone();
+            let me = fans[i.saturating_sub(1)].clone();
+            async move {
+                if i == 0 {
+                    tokio::time::sleep(pause).await;
+                    sqlx::query("DELETE FROM referral_users WHERE id = $1")
+                        .bind(owner.id.as_uuid())
+                        .execute(store.pool())
+                        .await
+                        .map(|done| done.rows_affected() == 1)
+                        .map_err(|e| e.to_string())
+                } else {
+                    // Refused codes and errors (the owner deleted under
+                    // the activation) are all fine here: what matters is
+                    // what stays.
+                    let _ = store
+                        .activate_invite(me.id, &owner.invite_code, &InvitePolicy::default(), t0())
+                        .await;
+                    Ok(false)
+                }
+            }
+        })
+        .await;
+        match &results[0] {
+            Ok(true) => deleted += 1,
+            Ok(false) => panic!("the delete found no owner"),
+            Err(e) => assert!(e.contains("foreign key"), "{e}"),
+        }
+        assert_eq!(orphan_derived_rows(&stores[0]).await, 0, "{results:?}");
+    }
+    // Every owner left has referrals (the delete lost the race), and every
+    // later delete is refused while its count and ranking rows stay.
+    let referrers: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT user_id FROM referral_count_shards")
+            .fetch_all(stores[0].pool())
+            .await
+            .unwrap();
+    assert_eq!(referrers.len() + deleted, owners.len(), "{deleted} deleted");
+    assert!(!referrers.is_empty(), "every delete won its race");
+    for id in &referrers {
+        let err = sqlx::query("DELETE FROM referral_users WHERE id = $1")
+            .bind(id)
+            .execute(stores[1].pool())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("foreign key"), "{err}");
+    }
+    assert_eq!(orphan_derived_rows(&stores[0]).await, 0);
+    // The counts and the ranking agree with the activations.
+    let wrong: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+             SELECT a.referrer_id, count(*) AS n FROM referral_activations a GROUP BY a.referrer_id) t
+          WHERE t.n <> (SELECT sum(c.n) FROM referral_count_shards c WHERE c.user_id = t.referrer_id)",
+    )
+    .fetch_one(stores[0].pool())
+    .await
+    .unwrap();
+    assert_eq!(wrong, 0);
+}
+
 /// A database with users, activations and events from before the parallel
 /// writes (migration 20261130020001): counts are kept, and new event ids
 /// come after the old ones.

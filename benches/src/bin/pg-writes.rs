@@ -1,10 +1,11 @@
 //! Parallel writes on PostgreSQL: `PgStore::register` and
 //! `PgStore::activate_invite` at 1, 16 and 64 clients against a floor of one
 //! `INSERT` per transaction, in the same run, on the schema before
-//! referral-sqlx's migration 20261130090001 (the work of each call as after
-//! 20261130070001) and after it (the same rules and locks with less work per
-//! call); and 1 000 concurrent activations of one code. `PG_WRITES_BEFORE`
-//! picks another "before" (the last migration it includes, say
+//! referral-sqlx's migration 20261130110001 (the work of each call as after
+//! 20261130090001) and after it (the same rules and locks in fewer
+//! statements per call); and 1 000 concurrent activations of one code.
+//! `PG_WRITES_BEFORE` picks another "before" (the last migration it
+//! includes, say `20261130080001` for the schema before 20261130090001, or
 //! `20261123000004` for the schema with the cluster-wide writer lock). Then `PgStore::issue_otp`
 //! with and without a global send budget (never reached) at 1, 16 and 64
 //! clients, on the schema before migration 20261130060001 (one advisory lock
@@ -49,9 +50,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 
 /// The "before" of the register and activate figures: every migration
-/// below 20261130090001 (less work per call), unless `PG_WRITES_BEFORE`
-/// names another last migration.
-const BEFORE: i64 = 20_261_130_090_000;
+/// below 20261130110001 (fewer statements per call), unless
+/// `PG_WRITES_BEFORE` names another last migration.
+const BEFORE: i64 = 20_261_130_110_000;
 /// The last migration before the sharded send budget.
 const BEFORE_SHARDED_BUDGET: i64 = 20_261_130_050_001;
 /// Owners whose codes the activations spread over.
