@@ -26,7 +26,7 @@
 //! Use it from a server crate's `tests/contract.rs`:
 //!
 //! ```ignore
-//! fn app(api: referral_http::Api, settings: &Settings) -> Arc<dyn Transport> { … }
+//! fn app(api: referral_http::Api, settings: &Settings) -> Arc<dyn Transport> { /* your app, as in tests/contract.rs */ }
 //! referral_contract_tests::contract_tests!(
 //!     bin: env!("CARGO_BIN_EXE_referral-server"),
 //!     app: crate::app

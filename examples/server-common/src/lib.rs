@@ -6,12 +6,13 @@
 //!
 //! - [`Settings`]: every setting of API.md as a flag and an environment
 //!   variable (clap), checked into a [`referral_core::Config`];
-//! - [`start`]: the store the settings choose (memory, or PostgreSQL when
+//! - [`start()`]: the store the settings choose (memory, or PostgreSQL when
 //!   `DATABASE_URL` is set), the SMS sender they choose ([`provider`]: the
 //!   [`SimulatedSms`] sender or a real provider), the JWT authenticator,
 //!   built into a [`referral_http::Api`];
 //! - [`Approver`]: the periodic approval of rewards whose hold has ended;
-//! - [`assets`]: the web page at `/` and the API reference at `/docs`;
+//! - [`assets`]: the web pages at `/` and `/admin`, their scripts, and the API
+//!   reference at `/docs`;
 //! - [`init_tracing`], [`announce_listening`] and [`shutdown_signal`].
 //!
 //! Not published; not semver-stable.
