@@ -53,22 +53,9 @@ const POPULATION: u64 = 100_000;
 const OWNERS: u64 = 1_000;
 const CLIENTS: [usize; 3] = [1, 16, 64];
 
-/// The statement of `PgStore::profile` (referral-sqlx/src/users.rs).
-const PROFILE: &str = "
-SELECT u.id, u.phone, u.invite_code, u.created_at,
-       (SELECT coalesce(sum(c.n), 0)::bigint
-          FROM referral_count_shards c WHERE c.user_id = u.id) AS referral_count,
-       r.invite_code AS activated_invite_code,
-       ARRAY(SELECT i.phone
-               FROM referral_activations a
-               JOIN referral_users i ON i.id = a.invitee_id
-              WHERE a.referrer_id = u.id
-              ORDER BY a.activated_at, a.invitee_id
-              LIMIT $2) AS referrals
-  FROM referral_users u
-  LEFT JOIN referral_activations me ON me.invitee_id = u.id
-  LEFT JOIN referral_users r ON r.id = me.referrer_id
- WHERE u.id = $1";
+/// The statement of `PgStore::profile` (referral-sqlx/src/users.rs; one
+/// call of `referral_profile` since migration 20261130100002).
+const PROFILE: &str = "SELECT * FROM referral_profile($1, $2)";
 
 /// The statement of `PgStore::activate_invite`.
 const ACTIVATE: &str =

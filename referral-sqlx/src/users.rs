@@ -46,21 +46,12 @@ pub(crate) fn user_from(row: &PgRow) -> Result<User, StoreError> {
     })
 }
 
-const PROFILE: &str = "
-SELECT u.id, u.phone, u.invite_code, u.created_at,
-       (SELECT coalesce(sum(c.n), 0)::bigint
-          FROM referral_count_shards c WHERE c.user_id = u.id) AS referral_count,
-       r.invite_code AS activated_invite_code,
-       ARRAY(SELECT i.phone
-               FROM referral_activations a
-               JOIN referral_users i ON i.id = a.invitee_id
-              WHERE a.referrer_id = u.id
-              ORDER BY a.activated_at, a.invitee_id
-              LIMIT $2) AS referrals
-  FROM referral_users u
-  LEFT JOIN referral_activations me ON me.invitee_id = u.id
-  LEFT JOIN referral_users r ON r.id = me.referrer_id
- WHERE u.id = $1";
+/// A user's profile with the first `$2` referrals' phones: one row, or none
+/// when no such user. A plpgsql function (migration 20261130100002) so that
+/// it is planned once per session: as a prepared statement its `LIMIT $2`
+/// made PostgreSQL plan it afresh on every call once referrers had many
+/// referrals on average.
+const PROFILE: &str = "SELECT * FROM referral_profile($1, $2)";
 
 /// A page of a user's referrals, oldest first, after the cursor `($3, $4)`
 /// when given: one row per referral, one row of NULLs when the page is

@@ -2607,8 +2607,9 @@ async fn function_plans(store: &PgStore, function: &str, literals: &[&str]) -> V
 /// The operator reads seek indexes, so their cost grows with the page (or
 /// the window), not with the table: on 3 000 analysed users (and rewards),
 /// the generic plans the functions behind the search by phone prefix and by
-/// code, the windowed leaderboard and the referral pages run on (migration
-/// 20261130100001), and the export batches, use index scans and no
+/// code, the windowed leaderboard, the referral pages and the profile run
+/// on (migrations 20261130100001-2), and the export batches, use index
+/// scans and no
 /// sequential scan; the all-time leaderboard fetches no more rank rows than
 /// it lists; and block, unblock and void scan no table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2707,7 +2708,8 @@ async fn operator_reads_seek_indexes() {
     )
     .await;
     assert_eq!(plans.len(), 2, "first page, and after a cursor");
-    for plan in &plans {
+    let profile = function_plans(&store, "referral_profile", &[owner, "11"]).await;
+    for plan in plans.iter().chain(&profile) {
         assert!(plan.contains("referral_activations_referrer_idx"), "{plan}");
         assert!(!plan.contains("Seq Scan"), "{plan}");
         assert!(plan.contains("$1"), "not a generic plan: {plan}");
@@ -2805,8 +2807,9 @@ async fn operator_reads_seek_indexes() {
     tx.rollback().await.unwrap();
 }
 
-/// The user search, the windowed leaderboard and the referral pages are
-/// planned once per session (migration 20261130100001): the statements
+/// The user search, the windowed leaderboard, the referral pages
+/// (migration 20261130100001) and the profile (20261130100002) are planned
+/// once per session: the statements
 /// `PgStore` sends run on their cached generic plans after the first calls
 /// (before, on a large database PostgreSQL planned their `LIMIT $n` queries
 /// afresh on every call), and the functions behind them keep one generic
@@ -2865,11 +2868,21 @@ async fn operator_reads_are_planned_once_per_session() {
             .unwrap();
         assert_eq!(second.items.len(), 2);
         assert_eq!(second.items[0].user, friends[3].id);
+        let profile = store.profile(alice.id, 3).await.unwrap().unwrap();
+        assert_eq!(profile.referral_count, 5);
+        assert_eq!(
+            profile.referrals,
+            [friends[0].phone, friends[1].phone, friends[2].phone]
+        );
+        let friend = store.profile(friends[0].id, 3).await.unwrap().unwrap();
+        assert_eq!(friend.activated_invite_code, Some(alice.invite_code));
+        assert!(friend.referrals.is_empty());
     }
     for (function, calls) in [
         ("referral_user_search", 36),
         ("referral_window_board", 12),
         ("referral_referral_page", 24),
+        ("referral_profile", 24),
     ] {
         let plans: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements

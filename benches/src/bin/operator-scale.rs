@@ -7,8 +7,8 @@
 //! their referral pages of 5 (first, and after a cursor), and referral
 //! export batches of 400 (first, and after the first).
 //!
-//! "before" rows send the statements `PgStore` sent until migration
-//! 20261130100001 (copied below) through the same connection, so the
+//! "before" rows send the statements `PgStore` sent until migrations
+//! 20261130100001 and 20261130100002 (copied below) through the same connection, so the
 //! change is measured before and after in one run. Each store has one
 //! connection, and at the end the bin prints `pg_prepared_statements` of
 //! both sessions: how many calls of each statement ran on a cached generic
@@ -221,10 +221,38 @@ SELECT p.invitee_id, p.phone, p.activated_at, p.converted
          LIMIT $2) AS p ON true
  WHERE u.id = $1";
 
-/// The statements of before migration 20261130100001, rows fetched and not
-/// decoded, on the same connections.
+/// The profile as `PgStore` sent it before migration 20261130100002.
+const PROFILE_BEFORE: &str = "
+SELECT u.id, u.phone, u.invite_code, u.created_at,
+       (SELECT coalesce(sum(c.n), 0)::bigint
+          FROM referral_count_shards c WHERE c.user_id = u.id) AS referral_count,
+       r.invite_code AS activated_invite_code,
+       ARRAY(SELECT i.phone
+               FROM referral_activations a
+               JOIN referral_users i ON i.id = a.invitee_id
+              WHERE a.referrer_id = u.id
+              ORDER BY a.activated_at, a.invitee_id
+              LIMIT $2) AS referrals
+  FROM referral_users u
+  LEFT JOIN referral_activations me ON me.invitee_id = u.id
+  LEFT JOIN referral_users r ON r.id = me.referrer_id
+ WHERE u.id = $1";
+
+/// The statements of before migrations 20261130100001-2, rows fetched and
+/// not decoded, on the same connections.
 async fn before(stores: [&PgStore; 2]) {
     let pool = |who: usize| stores[who.min(1)].pool();
+    let t = trio(CALLS, |who| async move {
+        let row = sqlx::query(PROFILE_BEFORE)
+            .bind(pg::user_id(1).as_uuid())
+            .bind(5_i64)
+            .fetch_one(pool(who))
+            .await
+            .expect("profile");
+        std::hint::black_box(row);
+    })
+    .await;
+    report("before: profile with 5 referrals", t);
     let code = pg::invite_code(500).as_str().to_owned();
     let t = trio(CALLS, |who| async move {
         let rows = sqlx::query(SEARCH_BEFORE)
