@@ -31,6 +31,11 @@
 //! this project's own client (`referral-load --scenario profile`, next to
 //! this binary) against the axum server for comparison.
 //!
+//! With `--before DIR`, the build in DIR (its `referral-server`,
+//! `referral-server-actix` and `http-wrk`, for its bare routes) runs in the
+//! same rounds, each of its targets right after this build's: a change's
+//! before and after measured in one interleaved run, under the same load.
+//!
 //! Loopback only, bounded (duration ≤ 60 s, rounds ≤ 10, connections ≤ 512);
 //! every process it starts is killed when it ends.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -78,6 +83,12 @@ struct Args {
     /// this binary's directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Also measure the build in this directory (its `referral-server`,
+    /// `referral-server-actix` and `http-wrk`, for its bare routes) in the
+    /// same rounds, each target beside this build's: a before/after in one
+    /// interleaved run.
+    #[arg(long)]
+    before: Option<PathBuf>,
     /// Internal: serve the bare routes on this framework.
     #[arg(long, value_enum, hide = true)]
     serve_bare: Option<Framework>,
@@ -236,7 +247,7 @@ fn serve_bare_actix(dir: &Path) {
 
 /// A child process, killed when dropped.
 struct Server {
-    name: &'static str,
+    name: String,
     child: Child,
     addr: SocketAddr,
 }
@@ -249,7 +260,7 @@ impl Drop for Server {
 }
 
 /// Starts `command` and reads its `listening on http://ADDR` line.
-fn start(name: &'static str, mut command: Command) -> Result<Server, String> {
+fn start(name: String, mut command: Command) -> Result<Server, String> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -275,15 +286,16 @@ fn start(name: &'static str, mut command: Command) -> Result<Server, String> {
     };
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
-        .map_err(|_| format!("{name}: no `listening on` line within 60 s"))?;
+        .map_err(|_| format!("{}: no `listening on` line within 60 s", server.name))?;
     server.addr = addr
         .parse()
-        .map_err(|e| format!("{name}: bad address {addr:?}: {e}"))?;
+        .map_err(|e| format!("{}: bad address {addr:?}: {e}", server.name))?;
     if !server.addr.ip().is_loopback() {
-        return Err(format!("{name}: not on loopback: {addr}"));
+        return Err(format!("{}: not on loopback: {addr}", server.name));
     }
     eprintln!(
-        "http-wrk: {name} listening on {} (pid {})",
+        "http-wrk: {} listening on {} (pid {})",
+        server.name,
         server.addr,
         server.child.id()
     );
@@ -292,7 +304,7 @@ fn start(name: &'static str, mut command: Command) -> Result<Server, String> {
 
 /// A referral server on the memory store, codes readable at the dev outbox,
 /// no send delay or per-client send limit (every client is 127.0.0.1).
-fn referral_server(name: &'static str, bin: &Path) -> Result<Server, String> {
+fn referral_server(name: String, bin: &Path) -> Result<Server, String> {
     let mut command = Command::new(bin);
     command
         .env_remove("DATABASE_URL")
@@ -527,9 +539,6 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 // --- main ----------------------------------------------------------------------
 
-/// The four targets, in the order of each round.
-const TARGETS: [&str; 4] = ["bare-axum", "axum", "bare-actix", "actix"];
-
 fn run(args: &Args) -> Result<(), String> {
     if args.duration == 0 || args.duration > MAX_SECS {
         return Err(format!("--duration must be 1 to {MAX_SECS}"));
@@ -560,6 +569,84 @@ fn run(args: &Args) -> Result<(), String> {
     result
 }
 
+/// One measured target: a server process, the world its requests use, and
+/// the bare route of the same framework and build it is compared with.
+struct Target {
+    label: String,
+    server: Server,
+    /// Index into the worlds (`None`: a bare route, which answers any
+    /// token: it uses the first world's).
+    world: Option<usize>,
+    /// Index of the bare route of the same framework and build.
+    own_bare: usize,
+}
+
+/// The targets of one build (this one, or `--before`'s), in round order:
+/// bare axum, axum server, bare actix, actix server. Starts the servers,
+/// logs their users in and writes the bodies of the bare routes (the axum
+/// server's, the first time).
+fn start_build(
+    suffix: &str,
+    exe: &Path,
+    bin_dir: &Path,
+    dir: &Path,
+    rt: &tokio::runtime::Runtime,
+    targets: &mut Vec<Target>,
+    worlds: &mut Vec<World>,
+) -> Result<(), String> {
+    let name = |base: &str| format!("{base}{suffix}");
+    let axum = referral_server(name("axum"), &bin_dir.join("referral-server"))?;
+    let actix = referral_server(name("actix"), &bin_dir.join("referral-server-actix"))?;
+    let mut server_worlds = Vec::new();
+    for server in [&axum, &actix] {
+        let world = rt.block_on(set_up(&format!("http://{}", server.addr)))?;
+        worlds.push(world);
+        server_worlds.push(worlds.len() - 1);
+    }
+    if suffix.is_empty() {
+        // The bare routes answer the axum server's bytes (the actix
+        // server's are as long: the same phones, codes and times differ
+        // only in value).
+        for route in RouteKind::ALL {
+            let ours = &worlds[server_worlds[0]].answers[&route];
+            let theirs = &worlds[server_worlds[1]].answers[&route];
+            println!(
+                "# {}: {} bytes (actix server: {} bytes)",
+                route.label(),
+                ours.len(),
+                theirs.len()
+            );
+            std::fs::write(dir.join(route.file()), ours).map_err(|e| e.to_string())?;
+        }
+    }
+    let bare = |framework: &'static str| {
+        let mut command = Command::new(exe);
+        command
+            .arg("--serve-bare")
+            .arg(framework)
+            .arg("--bodies")
+            .arg(dir);
+        command
+    };
+    let bare_axum = start(name("bare-axum"), bare("axum"))?;
+    let bare_actix = start(name("bare-actix"), bare("actix"))?;
+    let first = targets.len();
+    for (server, world, own_bare) in [
+        (bare_axum, None, first),
+        (axum, Some(server_worlds[0]), first),
+        (bare_actix, None, first + 2),
+        (actix, Some(server_worlds[1]), first + 2),
+    ] {
+        targets.push(Target {
+            label: server.name.clone(),
+            server,
+            world,
+            own_bare,
+        });
+    }
+    Ok(())
+}
+
 fn measure(
     args: &Args,
     routes: &[RouteKind],
@@ -576,69 +663,52 @@ fn measure(
         args.duration,
         args.rounds
     );
-    let axum = referral_server("axum", &bin_dir.join("referral-server"))?;
-    let actix = referral_server("actix", &bin_dir.join("referral-server-actix"))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let mut worlds = BTreeMap::new();
-    for server in [&axum, &actix] {
-        let world = rt.block_on(set_up(&format!("http://{}", server.addr)))?;
-        worlds.insert(server.name, world);
-    }
-    // The bare routes answer the axum server's bytes (the actix server's
-    // are as long: the same phones, codes and times differ only in value).
-    for route in RouteKind::ALL {
-        let ours = &worlds["axum"].answers[&route];
-        let theirs = &worlds["actix"].answers[&route];
+    let mut targets = Vec::new();
+    let mut worlds = Vec::new();
+    start_build("", exe, bin_dir, dir, &rt, &mut targets, &mut worlds)?;
+    if let Some(before) = &args.before {
         println!(
-            "# {}: {} bytes (actix server: {} bytes)",
-            route.label(),
-            ours.len(),
-            theirs.len()
+            "# `@before`: the build in {} (its servers and its bare routes)",
+            before.display()
         );
-        std::fs::write(dir.join(route.file()), ours).map_err(|e| e.to_string())?;
+        start_build(
+            "@before",
+            &before.join("http-wrk"),
+            before,
+            dir,
+            &rt,
+            &mut targets,
+            &mut worlds,
+        )?;
     }
-    let bare = |framework: &'static str| {
-        let mut command = Command::new(exe);
-        command
-            .arg("--serve-bare")
-            .arg(framework)
-            .arg("--bodies")
-            .arg(dir);
-        command
+    // Round order: each framework's targets of both builds side by side
+    // (bare axum, axum, bare axum@before, axum@before, bare actix, …).
+    let order: Vec<usize> = if args.before.is_some() {
+        vec![0, 1, 4, 5, 2, 3, 6, 7]
+    } else {
+        vec![0, 1, 2, 3]
     };
-    let bare_axum = start("bare-axum", bare("axum"))?;
-    let bare_actix = start("bare-actix", bare("actix"))?;
-    let server = |target: &str| match target {
-        "bare-axum" => &bare_axum,
-        "axum" => &axum,
-        "bare-actix" => &bare_actix,
-        _ => &actix,
-    };
-    let world_of = |target: &str| {
-        if target == "actix" {
-            &worlds["actix"]
-        } else {
-            &worlds["axum"]
-        }
-    };
+    let axum_server = targets[1].server.addr;
     println!(
-        "{:<34} {:>5} {:<10} {:>9} {:>8} {:>8} {:>7} {:>7}  load before",
+        "{:<34} {:>5} {:<17} {:>9} {:>8} {:>8} {:>7} {:>7}  load before",
         "route", "round", "target", "req/s", "p50 ms", "p99 ms", "non-2xx", "CPU µs"
     );
-    let mut all: BTreeMap<(RouteKind, &str), Vec<Run>> = BTreeMap::new();
+    let mut all: BTreeMap<(RouteKind, usize), Vec<Run>> = BTreeMap::new();
     for &route in routes {
         for round in 1..=args.rounds {
-            for target in TARGETS {
-                let url = format!("http://{}{}", server(target).addr, route.path());
+            for &t in &order {
+                let target = &targets[t];
+                let url = format!("http://{}{}", target.server.addr, route.path());
                 let run = wrk(
                     dir,
-                    server(target).child.id(),
+                    target.server.child.id(),
                     &url,
                     route,
-                    world_of(target),
+                    &worlds[target.world.unwrap_or(0)],
                     args.connections,
                     args.duration,
                 )?;
@@ -648,8 +718,9 @@ fn measure(
                     format!("  socket errors: {}", run.socket_errors)
                 };
                 println!(
-                    "{:<34} {round:>5} {target:<10} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>7.1}  {}{errors}",
+                    "{:<34} {round:>5} {:<17} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>7.1}  {}{errors}",
                     route.label(),
+                    target.label,
                     run.rate,
                     run.p50_ms,
                     run.p99_ms,
@@ -657,29 +728,22 @@ fn measure(
                     run.cpu_us,
                     run.load
                 );
-                all.entry((route, target)).or_default().push(run);
+                all.entry((route, t)).or_default().push(run);
             }
         }
     }
     println!();
     println!(
-        "{:<34} {:<10} {:>9} {:>17} {:>10} {:>10} {:>7} {:>9}  per-round ratios to own bare",
+        "{:<34} {:<17} {:>9} {:>17} {:>10} {:>10} {:>7} {:>9}  per-round ratios to own bare",
         "route", "target", "median", "min-max", "/own bare", "/bare axum", "CPU µs", "CPU ratio"
     );
     for &route in routes {
-        let rates =
-            |target: &str| -> Vec<f64> { all[&(route, target)].iter().map(|r| r.rate).collect() };
-        let cpu = |target: &str| -> f64 {
-            median(all[&(route, target)].iter().map(|r| r.cpu_us).collect())
-        };
-        let bare_axum_median = median(rates("bare-axum"));
-        for target in TARGETS {
-            let own_bare = if target.contains("actix") {
-                "bare-actix"
-            } else {
-                "bare-axum"
-            };
-            let xs = rates(target);
+        let rates = |t: usize| -> Vec<f64> { all[&(route, t)].iter().map(|r| r.rate).collect() };
+        let cpu = |t: usize| -> f64 { median(all[&(route, t)].iter().map(|r| r.cpu_us).collect()) };
+        let bare_axum_median = median(rates(0));
+        for &t in &order {
+            let own_bare = targets[t].own_bare;
+            let xs = rates(t);
             let own = rates(own_bare);
             let m = median(xs.clone());
             let per_round: Vec<String> = xs
@@ -690,13 +754,14 @@ fn measure(
             let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = xs.iter().copied().fold(0.0, f64::max);
             println!(
-                "{:<34} {target:<10} {m:>9.0} {:>17} {:>10.2} {:>10.2} {:>7.1} {:>9.2}  {}",
+                "{:<34} {:<17} {m:>9.0} {:>17} {:>10.2} {:>10.2} {:>7.1} {:>9.2}  {}",
                 route.label(),
+                targets[t].label,
                 format!("{lo:.0}-{hi:.0}"),
                 m / median(own),
                 m / bare_axum_median,
-                cpu(target),
-                cpu(own_bare) / cpu(target),
+                cpu(t),
+                cpu(own_bare) / cpu(t),
                 per_round.join(" ")
             );
         }
@@ -710,7 +775,7 @@ fn measure(
         );
         let status = Command::new(&load_bin)
             .arg("--target")
-            .arg(format!("http://{}", axum.addr))
+            .arg(format!("http://{axum_server}"))
             .arg("--scenario")
             .arg("profile")
             .arg("--clients")
@@ -732,7 +797,7 @@ fn measure(
         started.elapsed().as_secs_f64(),
         load_average()
     );
-    drop((bare_axum, bare_actix, axum, actix));
+    drop(targets);
     Ok(())
 }
 
