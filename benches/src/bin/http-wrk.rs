@@ -51,6 +51,11 @@ use clap::{Parser, ValueEnum};
 use referral_benches::api::login;
 use serde_json::json;
 
+/// The servers' allocator, for the bare routes too (they run in this
+/// binary): the ratio compares like with like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const MAX_SECS: u64 = 60;
 const MAX_ROUNDS: usize = 10;
 const MAX_CONNECTIONS: usize = 512;
