@@ -63,8 +63,9 @@ where
     S::Future: 'static,
     B: MessageBody + 'static,
 {
+    // For the logs: both clones share the request's bytes (no allocation).
     let method = req.method().clone();
-    let path = req.path().to_owned();
+    let uri = req.uri().clone();
     let headers_ok = options.limits.is_none_or(|limits| {
         limits
             .check_header_bytes(
@@ -83,7 +84,7 @@ where
             Some(timeout) => match actix_web::rt::time::timeout(timeout, call).await {
                 Ok(result) => result,
                 Err(_elapsed) => {
-                    tracing::warn!(%method, path, ?timeout, "request timed out");
+                    tracing::warn!(%method, path = uri.path(), ?timeout, "request timed out");
                     return Err(Error(ApiError::timed_out()).into());
                 }
             },
@@ -93,14 +94,14 @@ where
             Ok(response) => {
                 let (request, response) = response.into_parts();
                 let response = enveloped(response.map_into_boxed_body());
-                tracing::debug!(%method, path, status = response.status().as_u16(), "answered");
+                tracing::debug!(%method, path = uri.path(), status = response.status().as_u16(), "answered");
                 Ok(ServiceResponse::new(request, response))
             }
             // Errors without a request to answer with: actix answers them
             // with `Error::error_response`, the envelope.
             Err(e) => {
                 let status = e.as_response_error().status_code().as_u16();
-                tracing::debug!(%method, path, status, error = %e, "failed");
+                tracing::debug!(%method, path = uri.path(), status, error = %e, "failed");
                 Err(Error(ApiError::for_status(status)).into())
             }
         }

@@ -5,9 +5,12 @@
 //! route's bodies, add their types here and list them in
 //! [`crate::openapi::ApiDoc`]'s `components`.
 
+use std::fmt::Display;
+
 use chrono::{DateTime, SecondsFormat, Utc};
-use referral_core::{Balance, Conversion, Profile, Referral, Reward, User};
-use serde::{Deserialize, Serialize};
+use referral_core::{Balance, Conversion, Profile, Referral, ReferralPage, Reward, User};
+use serde::ser::SerializeStruct as _;
+use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
 /// What the schema of a request's phone accepts: a `+`, then 7 to 15 ASCII
@@ -128,6 +131,106 @@ impl From<&Profile> for ProfileResponse {
             created_at: timestamp(*created_at),
             rewards: p.rewards.iter().map(BalanceDto::from).collect(),
         }
+    }
+}
+
+/// The JSON of [`ProfileResponse::from`] `profile`, written straight from
+/// the [`Profile`]: the same bytes (tested), without a `String` per field
+/// and per referral. What the profile and invite routes answer.
+pub(crate) struct ProfileJson<'a>(pub(crate) &'a Profile);
+
+impl Serialize for ProfileJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Profile {
+            user,
+            activated_invite_code,
+            referral_count,
+            referrals,
+            rewards,
+        } = self.0;
+        // ProfileResponse's fields, in its order.
+        let mut out = serializer.serialize_struct("ProfileResponse", 8)?;
+        out.serialize_field("id", &Shown(&user.id))?;
+        out.serialize_field("phone", &Shown(&user.phone))?;
+        out.serialize_field("invite_code", &Shown(&user.invite_code))?;
+        out.serialize_field(
+            "activated_invite_code",
+            &activated_invite_code.as_ref().map(Shown),
+        )?;
+        out.serialize_field("referral_count", referral_count)?;
+        out.serialize_field("referrals", &ShownAll(referrals))?;
+        out.serialize_field("created_at", &timestamp(user.created_at))?;
+        out.serialize_field("rewards", &Balances(rewards))?;
+        out.end()
+    }
+}
+
+/// The JSON of a [`ReferralsPage`] made from `page`, written straight from
+/// it: the same bytes (tested), without two `String`s per referral.
+pub(crate) struct ReferralsPageJson<'a>(pub(crate) &'a ReferralPage);
+
+impl Serialize for ReferralsPageJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ReferralPage { items, next } = self.0;
+        let mut out = serializer.serialize_struct("ReferralsPage", 2)?;
+        out.serialize_field("items", &ReferralItems(items))?;
+        out.serialize_field("next_cursor", &next.as_ref().map(Shown))?;
+        out.end()
+    }
+}
+
+/// A value as the JSON string of its `Display` (what `to_string` gives).
+struct Shown<'a, T>(&'a T);
+
+impl<T: Display> Serialize for Shown<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
+}
+
+/// Values as a JSON array of [`Shown`] strings.
+struct ShownAll<'a, T>(&'a [T]);
+
+impl<T: Display> Serialize for ShownAll<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Shown))
+    }
+}
+
+/// Balances as [`BalanceDto`]s.
+struct Balances<'a>(&'a [Balance]);
+
+impl Serialize for Balances<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(BalanceDto::from))
+    }
+}
+
+/// Referrals as [`ReferralItem`]s.
+struct ReferralItems<'a>(&'a [Referral]);
+
+impl Serialize for ReferralItems<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(ReferralItemJson))
+    }
+}
+
+/// One [`ReferralItem`], its fields in its order.
+struct ReferralItemJson<'a>(&'a Referral);
+
+impl Serialize for ReferralItemJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Referral {
+            phone,
+            activated_at,
+            converted,
+            ..
+        } = self.0;
+        let mut out = serializer.serialize_struct("ReferralItem", 3)?;
+        out.serialize_field("phone", &Shown(phone))?;
+        out.serialize_field("activated_at", &timestamp(*activated_at))?;
+        out.serialize_field("converted", converted)?;
+        out.end()
     }
 }
 
@@ -408,4 +511,90 @@ pub struct RewardsPage {
     pub items: Vec<RewardDto>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+    use referral_core::{Currency, InviteCode, PhoneNumber, ReferralCursor, UserId};
+
+    use super::*;
+
+    fn user(n: u32, phone: &str, code: &str) -> User {
+        User {
+            id: UserId::parse(&format!("00000000-0000-4000-8000-{n:012}")).unwrap(),
+            phone: phone.parse::<PhoneNumber>().unwrap(),
+            invite_code: InviteCode::parse(code).unwrap(),
+            created_at: Utc.timestamp_opt(1_790_000_000, 123_456_000).unwrap(),
+        }
+    }
+
+    fn referral(n: u32, converted: bool) -> Referral {
+        Referral {
+            user: UserId::parse(&format!("00000000-0000-4000-8000-{:012}", n + 100)).unwrap(),
+            phone: format!("+7900000{n:04}").parse().unwrap(),
+            activated_at: Utc
+                .timestamp_opt(1_790_000_000 + i64::from(n), n * 1_000)
+                .unwrap(),
+            converted,
+        }
+    }
+
+    /// The borrowed JSON writers answer exactly the bytes of the DTOs they
+    /// stand for (the DTOs' schemas are what OpenAPI documents).
+    #[test]
+    fn json_views_write_the_dtos_bytes() {
+        let bare = Profile {
+            user: user(1, "+79000000000", "A7KQ2M"),
+            activated_invite_code: None,
+            referral_count: 0,
+            referrals: Vec::new(),
+            rewards: Vec::new(),
+        };
+        let full = Profile {
+            user: user(2, "+14155550100", "ZZ9ZZ9"),
+            activated_invite_code: Some(InviteCode::parse("A7KQ2M").unwrap()),
+            referral_count: 12,
+            referrals: (1..=10).map(|n| referral(n, false).phone).collect(),
+            rewards: vec![
+                Balance {
+                    currency: Currency::parse("EUR").unwrap(),
+                    pending: 1,
+                    approved: -2,
+                    paid: 3,
+                },
+                Balance {
+                    currency: Currency::parse("RUB").unwrap(),
+                    pending: 150_000,
+                    approved: 0,
+                    paid: 0,
+                },
+            ],
+        };
+        for profile in [&bare, &full] {
+            assert_eq!(
+                serde_json::to_string(&ProfileJson(profile)).unwrap(),
+                serde_json::to_string(&ProfileResponse::from(profile)).unwrap()
+            );
+        }
+        let items: Vec<Referral> = (0..10).map(|n| referral(n, n % 3 == 0)).collect();
+        let last = ReferralPage {
+            items: items.clone(),
+            next: None,
+        };
+        let more = ReferralPage {
+            next: Some(ReferralCursor::after(&items[9])),
+            items,
+        };
+        for page in [&last, &more, &ReferralPage::default()] {
+            let dto = ReferralsPage {
+                items: page.items.iter().map(ReferralItem::from).collect(),
+                next_cursor: page.next.map(|c| c.to_string()),
+            };
+            assert_eq!(
+                serde_json::to_string(&ReferralsPageJson(page)).unwrap(),
+                serde_json::to_string(&dto).unwrap()
+            );
+        }
+    }
 }

@@ -22,8 +22,9 @@ use serde::Serialize;
 use crate::api::{Api, ServerCaller};
 use crate::dto::{
     CodeRequest, CodeSentResponse, ConversionAnswer, ConversionDto, ConversionRequest, DevSms,
-    ErrorBody, Health, InviteRequest, LoginResponse, PaidRequest, ProfileResponse, ReferralItem,
-    ReferralsPage, ReversalRequest, RewardDto, RewardsPage, VerifyRequest, timestamp,
+    ErrorBody, Health, InviteRequest, LoginResponse, PaidRequest, ProfileJson, ProfileResponse,
+    ReferralsPage, ReferralsPageJson, ReversalRequest, RewardDto, RewardsPage, VerifyRequest,
+    timestamp,
 };
 use crate::error::ApiError;
 use crate::query::Query;
@@ -45,12 +46,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The buffer [`Reply::json`] starts with, in bytes.
+    const INITIAL_CAPACITY: usize = 512;
+
     /// `body` serialised as JSON with `status` (500 `internal` if it cannot
     /// be serialised, which the DTOs of this crate never fail).
     #[must_use]
     pub fn json<T: Serialize>(status: u16, body: &T) -> Self {
-        match serde_json::to_vec(body) {
-            Ok(body) => Self::raw_json(status, body),
+        // Room for a profile or an activation's answer at once (a page of
+        // ten referrals grows once): serde_json's own start, 128 bytes, grew
+        // two or three times for these.
+        let mut buffer = Vec::with_capacity(Self::INITIAL_CAPACITY);
+        match serde_json::to_writer(&mut buffer, body) {
+            Ok(()) => Self::raw_json(status, buffer),
             Err(e) => {
                 tracing::error!(error = %e, "an answer could not be serialised");
                 ApiError::internal().into()
@@ -212,7 +220,7 @@ pub async fn verify(api: &Api, body: VerifyRequest) -> Result<Reply, ApiError> {
 )]
 pub async fn profile(api: &Api, user: UserId) -> Result<Reply, ApiError> {
     let profile = api.service().profile(user).await?;
-    Ok(Reply::json(200, &ProfileResponse::from(&profile)))
+    Ok(Reply::json(200, &ProfileJson(&profile)))
 }
 
 /// Activate another user's invite code (once in a life).
@@ -248,10 +256,7 @@ pub async fn activate_invite(
 ) -> Result<Reply, ApiError> {
     let code = InviteCode::parse(&body.invite_code)?;
     let activation = api.service().activate_invite(user, &code).await?;
-    Ok(Reply::json(
-        200,
-        &ProfileResponse::from(&activation.profile),
-    ))
+    Ok(Reply::json(200, &ProfileJson(&activation.profile)))
 }
 
 /// All the caller's referrals, oldest activation first, page by page.
@@ -277,13 +282,7 @@ pub async fn activate_invite(
 pub async fn referrals(api: &Api, user: UserId, query: Option<&str>) -> Result<Reply, ApiError> {
     let (limit, cursor) = page_query(query, ReferralCursor::parse)?;
     let page = api.service().referrals(user, cursor, limit).await?;
-    Ok(Reply::json(
-        200,
-        &ReferralsPage {
-            items: page.items.iter().map(ReferralItem::from).collect(),
-            next_cursor: page.next.map(|c| c.to_string()),
-        },
-    ))
+    Ok(Reply::json(200, &ReferralsPageJson(&page)))
 }
 
 /// The `limit` (1 to 500, default 50) and the `cursor` (read by `parse`) of
