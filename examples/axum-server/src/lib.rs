@@ -15,6 +15,7 @@ use referral_axum::middleware::{envelope, limit_headers, not_found, timeout, tra
 use referral_axum::{Api, ApiError, Error};
 use referral_server_common::Settings;
 use referral_server_common::assets::{self, Asset};
+use tower::ServiceBuilder;
 
 /// Every route of API.md and the pages, with the request timeout of
 /// `settings`, the header limit, the JSON error envelope and request logs.
@@ -32,10 +33,16 @@ pub fn app(api: Api, settings: &Settings) -> Router {
         .route("/assets/{file}", get(page_script))
         .fallback(not_found)
         .with_state(api)
-        .layer(timeout(settings.request_timeout()))
-        .layer(map_request_with_state(limits, limit_headers))
-        .layer(map_response(envelope))
-        .layer(trace())
+        // One `layer` call for the four: each call wraps every route once
+        // more (a boxed service cloned, and a boxed future, per request).
+        // Outermost first: request logs, envelope, header limit, timeout.
+        .layer(
+            ServiceBuilder::new()
+                .layer(trace())
+                .layer(map_response(envelope))
+                .layer(map_request_with_state(limits, limit_headers))
+                .layer(timeout(settings.request_timeout())),
+        )
 }
 
 /// A static asset.
