@@ -21,11 +21,18 @@
 //!   [`RewardPolicy::currency`] (once per referee, whatever happens to it
 //!   later); [`RewardPolicy::referrer_bp`] of **every** qualifying
 //!   conversion, `floor(amount × bp ÷ 10000)`, in the conversion's currency;
-//! - the cap [`RewardPolicy::max_per_referrer`]: the sum of the referrer's
-//!   non-voided referrer rewards and clawbacks in that currency created in
-//!   `(now − cap_window, now]` plus the new ones never passes it; a reward
-//!   that would is cut to what is left (the fixed part first, then the
-//!   percentage), and none is made when nothing is left;
+//! - the cap [`RewardPolicy::max_per_referrer`]: in **every** rolling
+//!   `cap_window`, the sum of the referrer's non-voided referrer rewards
+//!   and clawbacks in that currency created in it never passes the cap. A
+//!   new reward is cut to what is left (the fixed part first, then the
+//!   percentage), and none is made when nothing is left, where the room
+//!   used is the most that the rewards and clawbacks created in
+//!   `(now − cap_window, now]` sum to over every suffix of them in time
+//!   (all those created at or after some instant), and at least 0: the
+//!   windows still to come that hold the new reward. Not just their whole
+//!   sum: a clawback is created after the reward it claws back, so once
+//!   that reward has left the window, the clawback alone would make room
+//!   that a later window (holding the new reward, not the clawback) lacks;
 //! - a reward of 0 is never made;
 //! - a reversal leaves each (non-clawback) reward of the conversion worth
 //!   `floor(original × remaining ÷ conversion amount)`, from its original

@@ -391,9 +391,15 @@ impl Graph {
         );
     }
 
-    /// The referrer's non-voided referrer-side rewards in `currency` created
-    /// after `now - window`.
-    fn earned_in_window(
+    /// What the cap has used of the referrer's room in `currency` for a
+    /// reward made at `now`: the most that the non-voided referrer-side
+    /// rewards and clawbacks created after `now - window` sum to in any
+    /// window that will also hold the new reward, that is over every
+    /// suffix of them in time (all those created at or after some instant),
+    /// and at least 0. Not just their whole sum: a clawback is created
+    /// after the reward it claws, so once that reward has left a window the
+    /// clawback alone would make room that later windows do not have.
+    fn cap_used(
         &self,
         referrer: Ix,
         currency: Currency,
@@ -407,13 +413,20 @@ impl Graph {
             return 0;
         };
         let start = now - delta(window);
-        let from = list.partition_point(|(t, _)| *t <= start);
-        list[from..]
-            .iter()
-            .map(|&(_, rx)| &self.ledger.rewards[rx as usize])
-            .filter(|r| r.status != RewardStatus::Voided)
-            .map(|r| r.amount)
-            .sum()
+        let in_window = &list[list.partition_point(|(t, _)| *t <= start)..];
+        let (mut tail, mut most) = (0_i64, 0_i64);
+        for (i, &(at, rx)) in in_window.iter().enumerate().rev() {
+            let r = &self.ledger.rewards[rx as usize];
+            if r.status != RewardStatus::Voided {
+                tail = tail.saturating_add(r.amount);
+            }
+            // A window starts between instants: entries of one instant
+            // enter and leave it together.
+            if i == 0 || in_window[i - 1].0 != at {
+                most = most.max(tail);
+            }
+        }
+        most
     }
 
     /// Sets the status of a reward, moving its amount between totals and
@@ -527,7 +540,7 @@ impl Graph {
         }
         let mut percent = amount.percent_floor(policy.referrer_bp).amount();
         if let Some(max) = policy.max_per_referrer {
-            let used = self.earned_in_window(referrer, amount.currency(), policy.cap_window, now);
+            let used = self.cap_used(referrer, amount.currency(), policy.cap_window, now);
             let mut left = max.saturating_sub(used).max(0);
             fixed = fixed.min(left);
             left -= fixed;

@@ -245,6 +245,35 @@ mod reward_ledger {
             r + self.clawbacks.iter().map(|c| c.0).sum::<i64>()
         }
 
+        /// The room the cap has used for a reward made at `now`: the most
+        /// the window's rewards and clawbacks sum to over every suffix of
+        /// them in time (those of one instant together), at least 0: the
+        /// windows still to come that hold the new reward.
+        fn cap_used(&self, now: DateTime<Utc>, window: Duration) -> i64 {
+            let start = now - TimeDelta::from_std(window).unwrap();
+            let mut entries: Vec<(DateTime<Utc>, i64)> = self
+                .rewards
+                .iter()
+                .filter(|r| r.status != RewardStatus::Voided && r.created_at > start)
+                .map(|r| (r.created_at, r.amount))
+                .chain(
+                    self.clawbacks
+                        .iter()
+                        .filter(|c| c.1 > start)
+                        .map(|c| (c.1, c.0)),
+                )
+                .collect();
+            entries.sort_by_key(|e| e.0);
+            let (mut tail, mut most) = (0, 0);
+            for (i, &(at, amount)) in entries.iter().enumerate().rev() {
+                tail += amount;
+                if i == 0 || entries[i - 1].0 != at {
+                    most = most.max(tail);
+                }
+            }
+            most
+        }
+
         fn in_window(&self, now: DateTime<Utc>, window: Duration) -> i64 {
             let start = now - TimeDelta::from_std(window).unwrap();
             let r: i64 = self
@@ -307,7 +336,7 @@ mod reward_ledger {
                             }
                             let mut percent = i64::try_from(i128::from(amount) * i128::from(p.referrer_bp.get()) / 10_000).unwrap();
                             if let Some(cap) = p.max_per_referrer {
-                                let mut left = (cap - m.in_window(now, p.cap_window)).max(0);
+                                let mut left = (cap - m.cap_used(now, p.cap_window)).max(0);
                                 fixed = fixed.min(left);
                                 left -= fixed;
                                 percent = percent.min(left);

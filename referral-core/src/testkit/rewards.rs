@@ -59,6 +59,7 @@ macro_rules! reward_conformance_tests {
             rewards_other_currency_earns_the_percentage_only,
             rewards_conversion_is_idempotent_and_conflicts,
             rewards_cap_cuts_fixed_first_and_rolls,
+            rewards_cap_holds_when_a_clawback_outlives_its_reward,
             rewards_reversal_shrinks_and_voids_pending,
             rewards_reversal_claws_back_approved_and_paid,
             rewards_reversal_rules,
@@ -902,6 +903,59 @@ pub mod cases {
             .expect("6");
         assert_eq!(summary(&r.rewards), vec![(ReferrerPercent, 1_100, Pending)]);
         assert_eq!(h.rub(&alice).await.pending, 1_000 + 400 + 100 + 400 + 1_100);
+    }
+
+    /// The cap holds in every later window too. A reward fills the cap and
+    /// is clawed back later; once the reward has left the window, the
+    /// clawback is still in it. It makes no room: the window that will hold
+    /// a new reward once the clawback has left too must stay within the cap.
+    pub async fn rewards_cap_holds_when_a_clawback_outlives_its_reward<S: RewardKitStore>(
+        store: S,
+    ) {
+        let h = RewardHarness::with_policy(
+            store,
+            RewardPolicy {
+                max_per_referrer: Some(1_000),
+                cap_window: Duration::from_secs(30 * DAY),
+                hold: Duration::from_secs(7 * DAY),
+                ..example_policy()
+            },
+        );
+        let (alice, bob) = h.pair().await;
+        // Day 0: the fixed 1000 fills the cap (the 5 % of 100 gets nothing).
+        let first = h.conversion_id();
+        let r = h.convert(&bob, &first, 100).await.expect("day 0");
+        assert_eq!(summary(&r.rewards), vec![(ReferrerFixed, 1_000, Pending)]);
+        h.advance_secs(7 * DAY);
+        assert_eq!(h.approve().await.len(), 1);
+        // Day 14: refunded, a clawback of −1000.
+        h.advance_secs(7 * DAY);
+        let r = h.reverse(&first, "refund", None).await.expect("refund");
+        assert_eq!(summary(&r.rewards), vec![(Clawback, -1_000, Approved)]);
+        // Day 35: the reward has left the window, the clawback has not. The
+        // window's sum is −1000, but the window ending on day 45 will hold
+        // the new reward without the clawback: 1000 at most, not 2000.
+        h.advance_secs(21 * DAY);
+        let r = h
+            .convert(&bob, &h.conversion_id(), 100_000)
+            .await
+            .expect("day 35");
+        assert_eq!(summary(&r.rewards), vec![(ReferrerPercent, 1_000, Pending)]);
+        // Day 45: the new reward alone fills the window; nothing is left.
+        h.advance_secs(10 * DAY);
+        let r = h
+            .convert(&bob, &h.conversion_id(), 100_000)
+            .await
+            .expect("day 45");
+        assert!(r.rewards.is_empty(), "{:?}", r.rewards);
+        // Day 66: the window is empty again, the cap is whole.
+        h.advance_secs(21 * DAY);
+        let r = h
+            .convert(&bob, &h.conversion_id(), 100_000)
+            .await
+            .expect("day 66");
+        assert_eq!(summary(&r.rewards), vec![(ReferrerPercent, 1_000, Pending)]);
+        assert_eq!(h.rub(&alice).await.pending, 2_000);
     }
 
     /// A reversal shrinks pending rewards in proportion to what is left of
