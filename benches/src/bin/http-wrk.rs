@@ -11,12 +11,16 @@
 //! path on plain `axum::serve` and on a plain actix-web `HttpServer` (the
 //! same worker count as the servers), each answering the very bytes a real
 //! server answered (same status, length and content type), with no
-//! authentication, store or layer. Then, through the real API (code, dev
-//! outbox, verify), it logs in an owner and ten referees who activate the
-//! owner's code, and runs `wrk -t1 -c<connections> -d<duration>`
-//! (Debian's `wrk`, an efficient C client) against every target in turn,
-//! interleaved round by round (bare axum, axum server, bare actix, actix
-//! server, then again), on:
+//! authentication, store or layer; and the same bare axum routes served as
+//! `referral-server` serves its own (`--serve-bare axum-cores`: one
+//! single-threaded runtime per core, connections handed out in turn), to
+//! show what that runtime model gives a route without our work. Then,
+//! through the real API (code, dev outbox, verify), it logs in an owner and
+//! ten referees who activate the owner's code, and runs
+//! `wrk -t1 -c<connections> -d<duration>` (Debian's `wrk`, an efficient C
+//! client) against every target in turn, interleaved round by round (bare
+//! axum, bare axum per core, axum server, bare actix, actix server, then
+//! again), on:
 //! - `GET /api/profile` as the owner (ten referrals in the answer);
 //! - `GET /api/profile/referrals` as the owner (a page of ten);
 //! - `POST /api/profile/invite` as a referee sending the code it already
@@ -105,6 +109,10 @@ struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Framework {
     Axum,
+    /// The bare axum routes served as `referral-server` serves its routes:
+    /// one single-threaded runtime per core, connections handed out in
+    /// turn (no header timer, connection limit or graceful shutdown).
+    AxumCores,
     Actix,
 }
 
@@ -153,7 +161,7 @@ fn read_bodies(dir: &Path) -> [(RouteKind, Vec<u8>); 3] {
     })
 }
 
-fn serve_bare_axum(dir: &Path) {
+fn bare_axum_app(dir: &Path) -> axum::Router {
     use axum::body::Bytes;
     use axum::http::{HeaderValue, header};
     use axum::response::IntoResponse as _;
@@ -190,8 +198,13 @@ fn serve_bare_axum(dir: &Path) {
             ),
         };
     }
+    app
+}
+
+fn serve_bare_axum(dir: &Path) {
+    let app = bare_axum_app(dir);
     // A multi-thread runtime with one worker per core, as `#[tokio::main]`
-    // gives referral-server.
+    // gives the default of an axum app.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -205,6 +218,63 @@ fn serve_bare_axum(dir: &Path) {
             listener.local_addr().expect("an address")
         );
         axum::serve(listener, app).await.expect("serve");
+    });
+}
+
+/// The bare axum routes on one single-threaded runtime per core, as
+/// `referral-server`'s accept loop (examples/axum-server/src/serve.rs)
+/// serves its routes: what that accept loop gives a route without our work.
+fn serve_bare_axum_cores(dir: &Path) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+
+    let app = bare_axum_app(dir);
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let mut senders = Vec::new();
+    for _ in 0..workers {
+        let (sender, mut accepted) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let app = app.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a worker runtime");
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                let builder = hyper::server::conn::http1::Builder::new();
+                while let Some(stream) = accepted.recv().await {
+                    let stream = tokio::net::TcpStream::from_std(stream).expect("register");
+                    let conn = builder.serve_connection(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(app.clone()),
+                    );
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+            });
+        });
+        senders.push(sender);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the bare axum server");
+        println!(
+            "listening on http://{}",
+            listener.local_addr().expect("an address")
+        );
+        for n in 0.. {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let stream = stream.into_std().expect("a std stream");
+            let _ = senders[n % senders.len()].send(stream);
+        }
     });
 }
 
@@ -649,6 +719,17 @@ fn start_build(
             own_bare,
         });
     }
+    if suffix.is_empty() {
+        // This build only (an older http-wrk has no such target): the bare
+        // routes on referral-server's runtime model, compared with bare axum.
+        let server = start(name("bare-axum-cores"), bare("axum-cores"))?;
+        targets.push(Target {
+            label: server.name.clone(),
+            server,
+            world: None,
+            own_bare: first,
+        });
+    }
     Ok(())
 }
 
@@ -691,11 +772,13 @@ fn measure(
         )?;
     }
     // Round order: each framework's targets of both builds side by side
-    // (bare axum, axum, bare axum@before, axum@before, bare actix, …).
+    // (bare axum, bare axum on one runtime per core, axum, bare axum@before,
+    // axum@before, bare actix, …). This build's targets are 0-4 (bare axum,
+    // axum, bare actix, actix, bare axum per core), the other build's 5-8.
     let order: Vec<usize> = if args.before.is_some() {
-        vec![0, 1, 4, 5, 2, 3, 6, 7]
+        vec![0, 4, 1, 5, 6, 2, 3, 7, 8]
     } else {
-        vec![0, 1, 2, 3]
+        vec![0, 4, 1, 2, 3]
     };
     let axum_server = targets[1].server.addr;
     println!(
@@ -815,6 +898,7 @@ fn main() -> ExitCode {
         };
         match framework {
             Framework::Axum => serve_bare_axum(dir),
+            Framework::AxumCores => serve_bare_axum_cores(dir),
             Framework::Actix => serve_bare_actix(dir),
         }
         return ExitCode::SUCCESS;

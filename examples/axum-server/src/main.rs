@@ -58,6 +58,8 @@ async fn main() -> ExitCode {
         header_timeout: settings.header_timeout(),
         max_connections: usize::try_from(settings.max_connections).unwrap_or(usize::MAX),
         shutdown_grace: settings.request_timeout() + settings.header_timeout(),
+        // One per core, as referral-server-actix's workers.
+        workers: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
     };
     let approver = approver.spawn();
     serve::serve(listener, router, limits, shutdown_signal()).await;
