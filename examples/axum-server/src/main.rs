@@ -3,7 +3,8 @@
 //! A thin binary over the published crates: the routes come from
 //! `referral-axum` (over `referral-http`); the settings, the store and SMS
 //! sender choice and the pages from `referral-server-common`. This crate
-//! adds the accept loop (header timeout, connection limit) and shutdown.
+//! adds the accept loop (header timeout, connection limit, one runtime per
+//! core) and shutdown.
 //! See this crate's README for the settings.
 
 mod serve;
