@@ -29,6 +29,23 @@ pub fn database_url(what: &str) -> Option<String> {
     }
 }
 
+/// `DATABASE_URL` for a test that needs PostgreSQL: `None` after printing
+/// that `what` skips, except when `CI` is set, where a test that needs
+/// PostgreSQL fails rather than skips.
+///
+/// # Panics
+/// When `CI` is set and `DATABASE_URL` is not.
+#[must_use]
+pub fn test_database_url(what: &str) -> Option<String> {
+    let in_ci = std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"));
+    let has_url = std::env::var("DATABASE_URL").is_ok_and(|url| !url.is_empty());
+    assert!(
+        has_url || !in_ci,
+        "{what}: DATABASE_URL is not set and CI is: this test needs PostgreSQL"
+    );
+    database_url(what)
+}
+
 /// Creates an empty database `referral_bench_<pid>_<n>` on the server of
 /// `url`, runs referral-sqlx's migrations and `setup.sql` in it, and returns
 /// options pointing at it (drop it with [`drop_database`]).

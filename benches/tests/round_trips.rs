@@ -1,7 +1,7 @@
 //! Counts the round trips and transactions of `PgStore`'s hot operations
 //! through a protocol-reading proxy (see `referral_benches::proxy`), against
 //! the same statements sent straight through sqlx. Needs `DATABASE_URL`;
-//! without it the test says so and passes.
+//! without it the test says so and passes, or fails when `CI` is set.
 #![allow(clippy::print_stdout)]
 
 use std::net::SocketAddr;
@@ -66,7 +66,7 @@ async fn proxied(url: &str) -> (PgConnectOptions, Proxy, PgConnectOptions) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_operations_cost_one_round_trip() {
-    let Some(url) = pg::database_url("round_trips") else {
+    let Some(url) = pg::test_database_url("round_trips") else {
         return;
     };
     let (options, proxy, via_proxy) = proxied(&url).await;
@@ -198,7 +198,7 @@ async fn reward_operations_cost_one_round_trip() {
     };
     use std::sync::Mutex;
 
-    let Some(url) = pg::database_url("round_trips") else {
+    let Some(url) = pg::test_database_url("round_trips") else {
         return;
     };
     let (options, proxy, via_proxy) = proxied(&url).await;
