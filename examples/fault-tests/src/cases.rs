@@ -311,6 +311,63 @@ pub async fn idle_connection_flood(fx: Fx) {
     );
 }
 
+/// `REFERRAL_MAX_CONNECTIONS` is a bound on the connections served at once:
+/// that many keep-alive connections are each served a request; one more,
+/// while they stay open, gets no answer (it waits in the kernel's backlog);
+/// once one held connection closes it is answered, and the held ones are
+/// still served. The limit is 4 rounded up to a multiple of this machine's
+/// cores: both servers run one worker per core and `referral-server-actix`
+/// gives each worker an equal share (`max_connections` is per worker in
+/// actix-web), so with a multiple the bound is exact for both.
+pub async fn connection_limit_holds(fx: Fx) {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let limit = 4_usize.div_ceil(cores) * cores;
+    let s = fx
+        .ctx
+        .server(&[
+            ("REFERRAL_MAX_CONNECTIONS", &limit.to_string()),
+            // Idle held connections must outlive the case.
+            ("REFERRAL_HEADER_TIMEOUT_SECS", "120"),
+        ])
+        .await;
+    let mut held = Vec::new();
+    for n in 1..=limit {
+        let mut tcp = net::start_request(&s.base, net::get_keep_alive("/health").as_bytes()).await;
+        let ending = net::read_answer(&mut tcp, Duration::from_secs(10)).await;
+        assert!(
+            matches!(ending, Ending::Answered(200, _)),
+            "connection {n} of the limit of {limit} is served: {ending:?}"
+        );
+        held.push(tcp);
+    }
+    let mut waiting = net::start_request(&s.base, net::get_close("/health").as_bytes()).await;
+    // A slow server only makes this pass later, never wrongly.
+    let (ending, _) = net::read_to_end(&mut waiting, Duration::from_millis(400)).await;
+    assert_eq!(
+        ending,
+        Ending::Hung,
+        "connection {} gets no answer while {limit} are open (REFERRAL_MAX_CONNECTIONS={limit})",
+        limit + 1
+    );
+    drop(held.pop());
+    let (ending, took) = net::read_to_end(&mut waiting, Duration::from_secs(10)).await;
+    assert!(
+        matches!(ending, Ending::Answered(200, _)),
+        "once a held connection closes, the waiting one is served: {ending:?} after {took:?}"
+    );
+    for (n, tcp) in held.iter_mut().enumerate() {
+        tcp.write_all(net::get_keep_alive("/health").as_bytes())
+            .await
+            .expect("write a second request");
+        let ending = net::read_answer(tcp, Duration::from_secs(10)).await;
+        assert!(
+            matches!(ending, Ending::Answered(200, _)),
+            "held connection {} is still served: {ending:?}",
+            n + 1
+        );
+    }
+}
+
 /// This process's soft limit of open files (`/proc/self/limits`; 1024 when
 /// unknown).
 fn own_fd_limit() -> usize {

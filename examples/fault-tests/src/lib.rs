@@ -30,6 +30,7 @@
 //! | `sms_sender_hangs` | `REFERRAL_SMS_TIMEOUT_MS`; the service revokes the code and does not charge the send |
 //! | `sms_webhook_hangs_fails_recovers` | the webhook provider at a gateway that hangs, fails (500) and recovers: 503 `sms_unavailable` within `REFERRAL_SMS_TIMEOUT_MS`, retries under one `Idempotency-Key`, no usable code, nothing charged, sends again after recovery |
 //! | `stalled_headers_disconnected`, `idle_connection_flood` | `REFERRAL_HEADER_TIMEOUT_SECS` (and `REFERRAL_MAX_CONNECTIONS`) |
+//! | `connection_limit_holds` | `REFERRAL_MAX_CONNECTIONS` bounds the connections served at once: past it a connection waits unanswered until one closes (a limit that is a multiple of the cores, exact for both servers) |
 //! | `stalled_body_times_out` | `REFERRAL_REQUEST_TIMEOUT_SECS` covers reading the body |
 //! | `shutdown_under_load` | graceful shutdown: in-flight requests finish, then exit 0 |
 
@@ -73,7 +74,7 @@ macro_rules! fault_tests {
         $crate::store_cases! {
             $crate, $bin;
             both: sms_sender_hangs, sms_webhook_hangs_fails_recovers, stalled_headers_disconnected, stalled_body_times_out,
-                idle_connection_flood, shutdown_under_load;
+                idle_connection_flood, connection_limit_holds, shutdown_under_load;
             postgres_only: backends_terminated_mid_stream, proxy_cut_mid_stream, database_dropped;
         }
         mod own_cluster {

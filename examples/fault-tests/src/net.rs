@@ -92,3 +92,46 @@ fn parse(buf: &[u8]) -> Ending {
         .unwrap_or_default();
     Ending::Answered(status, body)
 }
+
+/// A `GET path` that keeps the connection open after its answer.
+#[must_use]
+pub fn get_keep_alive(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+}
+
+/// A `GET path` asking the server to close the connection after its answer.
+#[must_use]
+pub fn get_close(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+}
+
+/// Reads one answer (its head, then a body of its `Content-Length`) from a
+/// connection that stays open, at most `within`: the answer, or how the
+/// connection ended instead (`Hung`: the answer was not complete in time).
+pub async fn read_answer(tcp: &mut TcpStream, within: Duration) -> Ending {
+    let mut buf = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    let mut want = None;
+    loop {
+        if want.is_none()
+            && let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|len| len.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            want = Some(end + 4 + len);
+        }
+        if want.is_some_and(|want| buf.len() >= want) {
+            return parse(&buf);
+        }
+        match tokio::time::timeout_at(deadline, tcp.read(&mut chunk)).await {
+            Err(_) => return Ending::Hung,
+            Ok(Ok(0) | Err(_)) => return Ending::Closed,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}

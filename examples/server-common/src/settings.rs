@@ -188,6 +188,9 @@ pub struct Settings {
     /// server stops accepting until one closes, so a flood of connections
     /// cannot exhaust its file descriptors. Keep it below the process's
     /// descriptor limit (`ulimit -n`) minus the database connections.
+    /// (`referral-server-actix` gives each of its workers, one per core, an
+    /// equal share rounded up: its bound is this rounded up to a multiple of
+    /// the cores.)
     #[arg(long, env = "REFERRAL_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
