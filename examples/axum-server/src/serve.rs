@@ -12,7 +12,7 @@
 //! (hyper's header read timer, the request timeout) never leave that
 //! thread's runtime, where tokio's multi-thread runtime shares one timer
 //! wheel behind a lock between its workers and moves tasks between them.
-//! Measured in PERFORMANCE.md ("One runtime per core").
+//! Measured in PERFORMANCE.md ("Change 6: one runtime per core").
 
 use std::future::Future;
 use std::net::SocketAddr;
