@@ -1,8 +1,14 @@
 //! PostgreSQL helpers of the benches: a fresh bench database on the server of
-//! `DATABASE_URL`, and bulk set-up of bench users (see `pgbench/setup.sql`).
+//! `DATABASE_URL`, bulk set-up of bench users (see `pgbench/setup.sql`), and
+//! what `pg-writes` and `pg-ladder` share: the throughput of an operation
+//! from many tasks ([`rate`]) and the one-`INSERT` floor it is measured
+//! against ([`floor_rate`]).
 
+use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use referral_core::otp::{ChallengeId, OtpCode, OtpKey, OtpLength};
@@ -13,6 +19,16 @@ use uuid::Uuid;
 
 /// The helper functions of `pgbench/setup.sql`.
 pub const SETUP_SQL: &str = include_str!("../pgbench/setup.sql");
+
+/// The rungs of the ceiling ladder (`pgbench/ladder.sql`): functions that
+/// each write one piece of an activation or a registration (bin
+/// `pg-ladder`, `pgbench/ladder.sh`).
+pub const LADDER_SQL: &str = include_str!("../pgbench/ladder.sql");
+
+/// The floor's table: one `INSERT` per transaction into it is what
+/// `pg-writes` and `pg-ladder` compare every write with ([`floor_rate`]).
+pub const FLOOR_TABLE_SQL: &str =
+    "CREATE TABLE bench_floor (id bigserial PRIMARY KEY, v text NOT NULL)";
 
 /// The code every bench login code is (so a verify with it succeeds).
 pub const BENCH_OTP: &str = "1234";
@@ -214,6 +230,112 @@ pub fn phone(n: u64) -> PhoneNumber {
 
 fn big(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Calls each task of [`rate`] makes before the clock starts: more than the
+/// five custom plans PostgreSQL makes of each statement of a plpgsql
+/// function in a session before it keeps a generic one, so every connection
+/// of the pool has compiled the functions and settled its plans, as a
+/// server's pooled connections have (they live 30 min by default).
+pub const WARM_UP: u64 = 10;
+
+/// Calls `op(i)` with increasing `i` from `clients` tasks for `secs`, after
+/// [`WARM_UP`] calls per task that are not timed; operations per second.
+///
+/// # Panics
+/// When a call panics.
+pub async fn rate<F, Fut>(clients: u32, secs: Duration, op: F) -> f64
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let warm = Arc::new(tokio::sync::Barrier::new(clients as usize + 1));
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (op, next, stop, warm) = (
+                Arc::clone(&op),
+                Arc::clone(&next),
+                Arc::clone(&stop),
+                Arc::clone(&warm),
+            );
+            tokio::spawn(async move {
+                for _ in 0..WARM_UP {
+                    op(next.fetch_add(1, Ordering::Relaxed)).await;
+                }
+                warm.wait().await;
+                while !stop.load(Ordering::Relaxed) {
+                    op(next.fetch_add(1, Ordering::Relaxed)).await;
+                }
+            })
+        })
+        .collect();
+    warm.wait().await;
+    let first = next.load(Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(secs).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("a bench task panicked");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // Every operation started after the warm-up was counted first and has
+    // finished.
+    (next.load(Ordering::Relaxed) - first) as f64 / elapsed
+}
+
+/// A bare sqlx pool of `clients` connections, all open before it returns,
+/// none pinged on checkout (as `PgStore`'s pool).
+///
+/// # Panics
+/// When the server cannot be reached.
+pub async fn bench_pool(options: &PgConnectOptions, clients: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(clients)
+        .min_connections(clients)
+        .test_before_acquire(false)
+        .connect_with(options.clone())
+        .await
+        .expect("a pool")
+}
+
+/// The floor: one `INSERT` per transaction into the table of
+/// [`FLOOR_TABLE_SQL`] from `clients` tasks on a [`bench_pool`] of as many
+/// connections, for `secs` ([`rate`]); operations per second.
+///
+/// # Panics
+/// When the server cannot be reached or an insert fails.
+pub async fn floor_rate(options: &PgConnectOptions, clients: u32, secs: Duration) -> f64 {
+    let pool = bench_pool(options, clients).await;
+    let p = pool.clone();
+    let r = rate(clients, secs, move |i| {
+        let pool = p.clone();
+        async move {
+            sqlx::query("INSERT INTO bench_floor (v) VALUES ($1)")
+                .bind(format!("row {i}"))
+                .execute(&pool)
+                .await
+                .expect("insert");
+        }
+    })
+    .await;
+    pool.close().await;
+    r
+}
+
+/// The statement that calls activation rung `rung` of [`LADDER_SQL`], with
+/// `$1` the invitee, `$2` the code's owner, `$3` the code and `$4` the time
+/// (`lad_f` finds the owner by the code, as `referral_activate` does); it
+/// answers the outcome, `activated` when the rung wrote its rows.
+#[must_use]
+pub fn ladder_activation_call(rung: &str) -> String {
+    if rung == "lad_f" {
+        "SELECT outcome FROM lad_f($1, $3, $4, 3600000000, 10)".to_owned()
+    } else {
+        format!("SELECT {rung}($1, $2, $3, $4)")
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@ use referral_benches::pg;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-const LADDER_SQL: &str = include_str!("../pgbench/ladder.sql");
-
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time")
 }
@@ -79,7 +77,7 @@ async fn every_rung_loads_and_writes_its_rows() {
         .connect_with(options.clone())
         .await
         .expect("a pool");
-    sqlx::raw_sql(LADDER_SQL)
+    sqlx::raw_sql(pg::LADDER_SQL)
         .execute(&pool)
         .await
         .expect("the ladder loads on the current schema");
@@ -91,12 +89,7 @@ async fn every_rung_loads_and_writes_its_rows() {
     for (k, (rung, activations, events, counts)) in ACTIVATIONS.into_iter().enumerate() {
         let user = 2 + k as u64;
         let before = count(&pool, shards, owner).await;
-        let sql = if rung == "lad_f" {
-            "SELECT outcome FROM lad_f($1, $3, $4, 3600000000, 10)".to_owned()
-        } else {
-            format!("SELECT {rung}($1, $2, $3, $4)")
-        };
-        let outcome: String = sqlx::query_scalar(&sql)
+        let outcome: String = sqlx::query_scalar(&pg::ladder_activation_call(rung))
             .bind(pg::user_id(user).as_uuid())
             .bind(pg::user_id(owner).as_uuid())
             .bind(pg::invite_code(owner).as_str())

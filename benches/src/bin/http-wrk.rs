@@ -201,6 +201,19 @@ fn bare_axum_app(dir: &Path) -> axum::Router {
     app
 }
 
+/// A listener on 127.0.0.1:0 for a bare axum server, its
+/// `listening on http://ADDR` line written (what [`start`] waits for).
+async fn bind_announced() -> tokio::net::TcpListener {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the bare axum server");
+    println!(
+        "listening on http://{}",
+        listener.local_addr().expect("an address")
+    );
+    listener
+}
+
 fn serve_bare_axum(dir: &Path) {
     let app = bare_axum_app(dir);
     // A multi-thread runtime with one worker per core, as `#[tokio::main]`
@@ -210,13 +223,7 @@ fn serve_bare_axum(dir: &Path) {
         .build()
         .expect("a runtime");
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the bare axum server");
-        println!(
-            "listening on http://{}",
-            listener.local_addr().expect("an address")
-        );
+        let listener = bind_announced().await;
         axum::serve(listener, app).await.expect("serve");
     });
 }
@@ -260,13 +267,7 @@ fn serve_bare_axum_cores(dir: &Path) {
         .build()
         .expect("a runtime");
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the bare axum server");
-        println!(
-            "listening on http://{}",
-            listener.local_addr().expect("an address")
-        );
+        let listener = bind_announced().await;
         for n in 0.. {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;

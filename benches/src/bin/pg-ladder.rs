@@ -29,10 +29,9 @@
 //! client count. `pgbench/ladder.sh` runs the same rungs from pgbench.
 #![allow(clippy::print_stdout)]
 
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use referral_benches::pg;
@@ -41,70 +40,14 @@ use referral_core::store::{ActivationOutcome, NewUser, ReferralStore, RegisterOu
 use referral_sqlx::{PgStore, PgStoreOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-/// The rungs' functions.
-const LADDER_SQL: &str = include_str!("../../pgbench/ladder.sql");
 /// Owners whose codes the activations spread over (as `pg-writes`).
 const OWNERS: u64 = 1_000;
 /// Fresh users inserted before each activation figure.
 const FRESH: u64 = 80_000;
 /// The client counts, unless the third argument names one.
 const CLIENTS: [u32; 2] = [16, 64];
-/// Untimed calls per task before the clock starts (as `pg-writes`).
-const WARM_UP: u64 = 10;
-
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time")
-}
-
-/// Calls `op(i)` with increasing `i` from `clients` tasks for `secs`, after
-/// [`WARM_UP`] untimed calls per task; operations per second.
-async fn rate<F, Fut>(clients: u32, secs: Duration, op: F) -> f64
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let warm = Arc::new(tokio::sync::Barrier::new(clients as usize + 1));
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (op, next, stop, warm) = (
-                Arc::clone(&op),
-                Arc::clone(&next),
-                Arc::clone(&stop),
-                Arc::clone(&warm),
-            );
-            tokio::spawn(async move {
-                for _ in 0..WARM_UP {
-                    op(next.fetch_add(1, Ordering::Relaxed)).await;
-                }
-                warm.wait().await;
-                while !stop.load(Ordering::Relaxed) {
-                    op(next.fetch_add(1, Ordering::Relaxed)).await;
-                }
-            })
-        })
-        .collect();
-    warm.wait().await;
-    let first = next.load(Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(secs).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.expect("a bench task panicked");
-    }
-    (next.load(Ordering::Relaxed) - first) as f64 / started.elapsed().as_secs_f64()
-}
-
-async fn pool(options: &PgConnectOptions, clients: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(clients)
-        .min_connections(clients)
-        .test_before_acquire(false)
-        .connect_with(options.clone())
-        .await
-        .expect("a pool")
 }
 
 async fn store(options: &PgConnectOptions, clients: u32) -> PgStore {
@@ -165,34 +108,14 @@ struct Bench {
 impl Bench {
     async fn run(&self, rung: Rung, clients: u32, secs: Duration) -> f64 {
         match rung {
-            Rung::Floor => {
-                let pool = pool(&self.options, clients).await;
-                let p = pool.clone();
-                let r = rate(clients, secs, move |i| {
-                    let pool = p.clone();
-                    async move {
-                        sqlx::query("INSERT INTO bench_floor (v) VALUES ($1)")
-                            .bind(format!("row {i}"))
-                            .execute(&pool)
-                            .await
-                            .expect("insert");
-                    }
-                })
-                .await;
-                pool.close().await;
-                r
-            }
+            Rung::Floor => pg::floor_rate(&self.options, clients, secs).await,
             Rung::Act(function) => {
                 let first = self.fresh_users().await;
-                let pool = pool(&self.options, clients).await;
+                let pool = pg::bench_pool(&self.options, clients).await;
                 let p = pool.clone();
-                let sql = if function == "lad_f" {
-                    "SELECT outcome FROM lad_f($1, $3, $4, 3600000000, 10)".to_owned()
-                } else {
-                    format!("SELECT {function}($1, $2, $3, $4)")
-                };
-                let sql: &'static str = Box::leak(sql.into_boxed_str());
-                let r = rate(clients, secs, move |i| {
+                let sql: &'static str =
+                    Box::leak(pg::ladder_activation_call(function).into_boxed_str());
+                let r = pg::rate(clients, secs, move |i| {
                     let pool = p.clone();
                     async move {
                         assert!(i < FRESH, "more activations than fresh users");
@@ -216,7 +139,7 @@ impl Bench {
                 let first = self.fresh_users().await;
                 let store = Arc::new(store(&self.options, clients).await);
                 let s = Arc::clone(&store);
-                let r = rate(clients, secs, move |i| {
+                let r = pg::rate(clients, secs, move |i| {
                     let store = Arc::clone(&s);
                     async move {
                         assert!(i < FRESH, "more activations than fresh users");
@@ -241,11 +164,11 @@ impl Bench {
             }
             Rung::Reg(function) => {
                 let base = self.next_user.fetch_add(1_000_000, Ordering::SeqCst);
-                let pool = pool(&self.options, clients).await;
+                let pool = pg::bench_pool(&self.options, clients).await;
                 let p = pool.clone();
                 let sql: &'static str =
                     Box::leak(format!("SELECT {function}($1, $2, $3, $4)").into_boxed_str());
-                let r = rate(clients, secs, move |i| {
+                let r = pg::rate(clients, secs, move |i| {
                     let pool = p.clone();
                     async move {
                         let n = base + i;
@@ -268,7 +191,7 @@ impl Bench {
                 let base = self.next_user.fetch_add(1_000_000, Ordering::SeqCst);
                 let store = Arc::new(store(&self.options, clients).await);
                 let s = Arc::clone(&store);
-                let r = rate(clients, secs, move |i| {
+                let r = pg::rate(clients, secs, move |i| {
                     let store = Arc::clone(&s);
                     async move {
                         let n = base + i;
@@ -328,11 +251,11 @@ async fn main() {
         .connect_with(options.clone())
         .await
         .expect("admin");
-    sqlx::raw_sql(LADDER_SQL)
+    sqlx::raw_sql(pg::LADDER_SQL)
         .execute(&admin)
         .await
         .expect("the ladder's functions");
-    sqlx::raw_sql("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, v text NOT NULL)")
+    sqlx::raw_sql(pg::FLOOR_TABLE_SQL)
         .execute(&admin)
         .await
         .expect("floor table");

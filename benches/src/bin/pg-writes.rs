@@ -32,7 +32,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -106,7 +106,7 @@ async fn database(url: &str, name: &str, up_to: Option<i64>) -> PgConnectOptions
         .execute(&pool)
         .await
         .expect("setup");
-    sqlx::raw_sql("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, v text NOT NULL)")
+    sqlx::raw_sql(pg::FLOOR_TABLE_SQL)
         .execute(&pool)
         .await
         .expect("floor table");
@@ -144,57 +144,6 @@ async fn bulk_users(pool: &PgPool, from: u64, to: u64) {
         .expect("analyze");
 }
 
-/// Calls each task makes before the clock starts: more than the five
-/// custom plans PostgreSQL makes of each statement of a plpgsql function in
-/// a session before it keeps a generic one, so every connection of the pool
-/// has compiled the functions and settled its plans, as a server's pooled
-/// connections have (they live 30 min by default).
-const WARM_UP: u64 = 10;
-
-/// Calls `op(i)` with increasing `i` from `clients` tasks for `secs`, after
-/// [`WARM_UP`] calls per task that are not timed; operations per second.
-async fn rate<F, Fut>(clients: u32, secs: Duration, op: F) -> f64
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let warm = Arc::new(tokio::sync::Barrier::new(clients as usize + 1));
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (op, next, stop, warm) = (
-                Arc::clone(&op),
-                Arc::clone(&next),
-                Arc::clone(&stop),
-                Arc::clone(&warm),
-            );
-            tokio::spawn(async move {
-                for _ in 0..WARM_UP {
-                    op(next.fetch_add(1, Ordering::Relaxed)).await;
-                }
-                warm.wait().await;
-                while !stop.load(Ordering::Relaxed) {
-                    op(next.fetch_add(1, Ordering::Relaxed)).await;
-                }
-            })
-        })
-        .collect();
-    warm.wait().await;
-    let first = next.load(Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(secs).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.expect("a bench task panicked");
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    // Every operation started after the warm-up was counted first and has
-    // finished.
-    (next.load(Ordering::Relaxed) - first) as f64 / elapsed
-}
-
 struct Db {
     label: &'static str,
     options: PgConnectOptions,
@@ -214,38 +163,12 @@ async fn store(options: &PgConnectOptions, clients: u32) -> PgStore {
     .expect("a store")
 }
 
-async fn floor(db: &Db, clients: u32, secs: Duration) -> f64 {
-    let pool = PgPoolOptions::new()
-        .max_connections(clients)
-        .min_connections(clients)
-        .test_before_acquire(false)
-        .connect_with(db.options.clone())
-        .await
-        .expect("a pool");
-    let r = {
-        let pool = pool.clone();
-        rate(clients, secs, move |i| {
-            let pool = pool.clone();
-            async move {
-                sqlx::query("INSERT INTO bench_floor (v) VALUES ($1)")
-                    .bind(format!("row {i}"))
-                    .execute(&pool)
-                    .await
-                    .expect("insert");
-            }
-        })
-        .await
-    };
-    pool.close().await;
-    r
-}
-
 async fn register(db: &Db, clients: u32, secs: Duration) -> f64 {
     let store = Arc::new(store(&db.options, clients).await);
     let base = db.next_user.fetch_add(1_000_000, Ordering::SeqCst);
     let r = {
         let store = Arc::clone(&store);
-        rate(clients, secs, move |i| {
+        pg::rate(clients, secs, move |i| {
             let store = Arc::clone(&store);
             async move {
                 let n = base + i;
@@ -272,7 +195,7 @@ async fn activate(db: &Db, clients: u32, secs: Duration, fresh: u64) -> f64 {
     let store = Arc::new(store(&db.options, clients).await);
     let r = {
         let store = Arc::clone(&store);
-        rate(clients, secs, move |i| {
+        pg::rate(clients, secs, move |i| {
             let store = Arc::clone(&store);
             async move {
                 assert!(i < fresh, "more activations than fresh users");
@@ -309,7 +232,7 @@ async fn issue(db: &Db, clients: u32, secs: Duration, budget: Option<u32>) -> f6
     let policy = Arc::new(policy);
     let r = {
         let store = Arc::clone(&store);
-        rate(clients, secs, move |i| {
+        pg::rate(clients, secs, move |i| {
             let (store, policy) = (Arc::clone(&store), Arc::clone(&policy));
             async move {
                 let n = base + i;
@@ -434,7 +357,7 @@ async fn main() {
     );
     for clients in CLIENTS {
         for (_, db) in &dbs {
-            let f = floor(db, clients, secs).await;
+            let f = pg::floor_rate(&db.options, clients, secs).await;
             let r = register(db, clients, secs).await;
             let a = activate(db, clients, secs, 100_000).await;
             println!(
@@ -495,7 +418,7 @@ async fn main() {
     );
     for clients in CLIENTS {
         for (_, db) in &dbs {
-            let f = floor(db, clients, secs).await;
+            let f = pg::floor_rate(&db.options, clients, secs).await;
             let plain = issue(db, clients, secs, None).await;
             let budget = issue(db, clients, secs, Some(1_000_000_000)).await;
             println!(
