@@ -42,6 +42,14 @@
   }
 
   function cell(text, className) { return element("td", className, text); }
+  // A link-styled button showing `phone` that opens user `id`'s detail.
+  function openButton(phone, id) {
+    var open = element("button", "link", phone);
+    open.type = "button";
+    open.title = "Open " + phone;
+    open.addEventListener("click", function () { openUser(id); });
+    return open;
+  }
   function svg(tag, attributes) {
     // The namespace of the page's own <svg> element (SVG's).
     var node = document.createElementNS(els.chart.namespaceURI, tag);
@@ -81,11 +89,7 @@
     var row = element("tr");
     row.setAttribute("data-user-id", String(user.id));
     var phone = element("td", "nowrap");
-    var open = element("button", "link", user.phone);
-    open.type = "button";
-    open.title = "Open " + user.phone;
-    open.addEventListener("click", function () { openUser(user.id); });
-    phone.appendChild(open);
+    phone.appendChild(openButton(user.phone, user.id));
     row.appendChild(phone);
     row.appendChild(cell(user.invite_code, "mono"));
     row.appendChild(cell(user.referral_count, "num"));
@@ -138,12 +142,8 @@
     var referrer = $("detail-referrer");
     referrer.textContent = "";
     if (detail.referrer) {
-      var open = element("button", "link", detail.referrer.phone);
-      open.type = "button";
+      var open = openButton(detail.referrer.phone, detail.referrer.id);
       open.id = "open-referrer";
-      open.title = "Open " + detail.referrer.phone;
-      var referrerId = detail.referrer.id;
-      open.addEventListener("click", function () { openUser(referrerId); });
       referrer.appendChild(open);
     } else {
       referrer.textContent = "none";
@@ -440,11 +440,7 @@
       row.setAttribute("data-user-id", String(item.user_id));
       row.appendChild(cell(i + 1, "num"));
       var who = element("td", "nowrap");
-      var open = element("button", "link", item.phone);
-      open.type = "button";
-      open.title = "Open " + item.phone;
-      open.addEventListener("click", function () { openUser(item.user_id); });
-      who.appendChild(open);
+      who.appendChild(openButton(item.phone, item.user_id));
       row.appendChild(who);
       row.appendChild(cell(item.referrals, "num"));
       var rewarded = Array.isArray(item.rewarded) ? item.rewarded : [];
