@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use referral_core::otp::{ChallengeId, OtpCode, OtpKey, OtpLength};
-use referral_core::{InviteCode, PhoneNumber, UserId};
+use referral_core::store::{ActivationOutcome, NewUser, ReferralStore, RegisterOutcome};
+use referral_core::{InviteCode, InvitePolicy, PhoneNumber, UserId};
+use referral_sqlx::PgStore;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
@@ -322,6 +324,85 @@ pub async fn floor_rate(options: &PgConnectOptions, clients: u32, secs: Duration
     })
     .await;
     pool.close().await;
+    r
+}
+
+/// `PgStore::activate_invite` from `clients` tasks for `secs` ([`rate`]):
+/// the `i`-th call activates fresh bench user `first + i` (of `fresh`
+/// inserted nobody's invitee yet) with the code of bench user
+/// `1 + i % owners`, at `at`; operations per second. Closes the store's
+/// pool after.
+///
+/// # Panics
+/// When a call fails or does not activate, or more than `fresh` are made.
+pub async fn activation_rate(
+    store: PgStore,
+    clients: u32,
+    secs: Duration,
+    first: u64,
+    fresh: u64,
+    owners: u64,
+    at: DateTime<Utc>,
+) -> f64 {
+    let store = Arc::new(store);
+    let s = Arc::clone(&store);
+    let r = rate(clients, secs, move |i| {
+        let store = Arc::clone(&s);
+        async move {
+            assert!(i < fresh, "more activations than fresh users");
+            let out = store
+                .activate_invite(
+                    user_id(first + i),
+                    &invite_code(1 + i % owners),
+                    &InvitePolicy::default(),
+                    at,
+                )
+                .await
+                .expect("activate");
+            assert!(
+                matches!(out, ActivationOutcome::Activated { .. }),
+                "{out:?}"
+            );
+        }
+    })
+    .await;
+    store.pool().close().await;
+    r
+}
+
+/// `PgStore::register` from `clients` tasks for `secs` ([`rate`]): the
+/// `i`-th call registers bench phone `base + i` (not registered yet) as
+/// bench user `base + i`, at `at`; operations per second. Closes the
+/// store's pool after.
+///
+/// # Panics
+/// When a call fails or does not create its user.
+pub async fn registration_rate(
+    store: PgStore,
+    clients: u32,
+    secs: Duration,
+    base: u64,
+    at: DateTime<Utc>,
+) -> f64 {
+    let store = Arc::new(store);
+    let s = Arc::clone(&store);
+    let r = rate(clients, secs, move |i| {
+        let store = Arc::clone(&s);
+        async move {
+            let n = base + i;
+            let user = NewUser {
+                id: user_id(n),
+                created_at: at,
+            };
+            let out = store
+                .register(&phone(n), user, &[invite_code(n)])
+                .await
+                .expect("register");
+            assert!(matches!(out, RegisterOutcome::Created(_)), "{out:?}");
+        }
+    })
+    .await;
+    store.pool().close().await;
     r
 }
 

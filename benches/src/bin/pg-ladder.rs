@@ -29,14 +29,11 @@
 //! client count. `pgbench/ladder.sh` runs the same rungs from pgbench.
 #![allow(clippy::print_stdout)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use referral_benches::pg;
-use referral_core::InvitePolicy;
-use referral_core::store::{ActivationOutcome, NewUser, ReferralStore, RegisterOutcome};
 use referral_sqlx::{PgStore, PgStoreOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -137,30 +134,8 @@ impl Bench {
             }
             Rung::ActStore => {
                 let first = self.fresh_users().await;
-                let store = Arc::new(store(&self.options, clients).await);
-                let s = Arc::clone(&store);
-                let r = pg::rate(clients, secs, move |i| {
-                    let store = Arc::clone(&s);
-                    async move {
-                        assert!(i < FRESH, "more activations than fresh users");
-                        let out = store
-                            .activate_invite(
-                                pg::user_id(first + i),
-                                &pg::invite_code(1 + i % OWNERS),
-                                &InvitePolicy::default(),
-                                t0(),
-                            )
-                            .await
-                            .expect("activate");
-                        assert!(
-                            matches!(out, ActivationOutcome::Activated { .. }),
-                            "{out:?}"
-                        );
-                    }
-                })
-                .await;
-                store.pool().close().await;
-                r
+                let store = store(&self.options, clients).await;
+                pg::activation_rate(store, clients, secs, first, FRESH, OWNERS, t0()).await
             }
             Rung::Reg(function) => {
                 let base = self.next_user.fetch_add(1_000_000, Ordering::SeqCst);
@@ -189,26 +164,8 @@ impl Bench {
             }
             Rung::RegStore => {
                 let base = self.next_user.fetch_add(1_000_000, Ordering::SeqCst);
-                let store = Arc::new(store(&self.options, clients).await);
-                let s = Arc::clone(&store);
-                let r = pg::rate(clients, secs, move |i| {
-                    let store = Arc::clone(&s);
-                    async move {
-                        let n = base + i;
-                        let user = NewUser {
-                            id: pg::user_id(n),
-                            created_at: t0(),
-                        };
-                        let out = store
-                            .register(&pg::phone(n), user, &[pg::invite_code(n)])
-                            .await
-                            .expect("register");
-                        assert!(matches!(out, RegisterOutcome::Created(_)), "{out:?}");
-                    }
-                })
-                .await;
-                store.pool().close().await;
-                r
+                let store = store(&self.options, clients).await;
+                pg::registration_rate(store, clients, secs, base, t0()).await
             }
         }
     }

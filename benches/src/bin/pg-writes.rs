@@ -40,8 +40,7 @@ use referral_benches::pg;
 use referral_core::InvitePolicy;
 use referral_core::otp::{ChallengeId, OtpHash, OtpPolicy};
 use referral_core::store::{
-    ActivationOutcome, IssueOutcome, NewChallenge, NewUser, OtpStore, ReferralStore,
-    RegisterOutcome,
+    ActivationOutcome, IssueOutcome, NewChallenge, OtpStore, ReferralStore,
 };
 use referral_sqlx::{MIGRATOR, PgStore, PgStoreOptions};
 use sqlx::error::BoxDynError;
@@ -164,60 +163,16 @@ async fn store(options: &PgConnectOptions, clients: u32) -> PgStore {
 }
 
 async fn register(db: &Db, clients: u32, secs: Duration) -> f64 {
-    let store = Arc::new(store(&db.options, clients).await);
+    let store = store(&db.options, clients).await;
     let base = db.next_user.fetch_add(1_000_000, Ordering::SeqCst);
-    let r = {
-        let store = Arc::clone(&store);
-        pg::rate(clients, secs, move |i| {
-            let store = Arc::clone(&store);
-            async move {
-                let n = base + i;
-                let user = NewUser {
-                    id: pg::user_id(n),
-                    created_at: t0(),
-                };
-                let out = store
-                    .register(&pg::phone(n), user, &[pg::invite_code(n)])
-                    .await
-                    .expect("register");
-                assert!(matches!(out, RegisterOutcome::Created(_)), "{out:?}");
-            }
-        })
-        .await
-    };
-    store.pool().close().await;
-    r
+    pg::registration_rate(store, clients, secs, base, t0()).await
 }
 
 async fn activate(db: &Db, clients: u32, secs: Duration, fresh: u64) -> f64 {
     let first = db.next_user.fetch_add(fresh, Ordering::SeqCst);
     bulk_users(&db.admin, first, first + fresh - 1).await;
-    let store = Arc::new(store(&db.options, clients).await);
-    let r = {
-        let store = Arc::clone(&store);
-        pg::rate(clients, secs, move |i| {
-            let store = Arc::clone(&store);
-            async move {
-                assert!(i < fresh, "more activations than fresh users");
-                let out = store
-                    .activate_invite(
-                        pg::user_id(first + i),
-                        &pg::invite_code(1 + i % OWNERS),
-                        &InvitePolicy::default(),
-                        t0(),
-                    )
-                    .await
-                    .expect("activate");
-                assert!(
-                    matches!(out, ActivationOutcome::Activated { .. }),
-                    "{out:?}"
-                );
-            }
-        })
-        .await
-    };
-    store.pool().close().await;
-    r
+    let store = store(&db.options, clients).await;
+    pg::activation_rate(store, clients, secs, first, fresh, OWNERS, t0()).await
 }
 
 /// Code issues for fresh phones from `clients` tasks, with a global budget
