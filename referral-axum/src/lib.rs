@@ -3,8 +3,9 @@
 //! The referral routes of [`referral_http`] for axum: a [`router`] to nest
 //! in your own app, an [`AuthUser`] extractor, [`Error`] with
 //! `IntoResponse`, a [`JsonBody`] extractor that applies the body rules, and
-//! optional [`middleware`] (timeout, header limit, error envelope, tracing)
-//! that you add where you want them. No layer is added for you.
+//! optional [`middleware`] (a guard layer for the timeout, the header limit
+//! and the error envelope; request logs) that you add where you want them.
+//! No layer is added for you.
 //!
 //! ## Mounting in an existing app
 //!

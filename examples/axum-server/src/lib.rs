@@ -1,27 +1,34 @@
 //! `referral-server`'s app, as a library so the contract suite can run it in
 //! process: the referral routes of `referral-axum` as they are (the
 //! contract's paths), the web pages, and the layers the contract asks for
-//! (request timeout, header limit, JSON envelope, request logs), all taken
-//! from `referral-axum` as any host would. The binary (`src/main.rs`) adds
-//! the accept loop and shutdown.
+//! (request timeout, header limit, JSON envelope: `referral-axum`'s
+//! `Guard`) with request logs, all taken from `referral-axum` as any host
+//! would. The binary (`src/main.rs`) adds the accept loop and shutdown.
 
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{map_request_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use referral_axum::middleware::{envelope, limit_headers, not_found, timeout, trace};
+use referral_axum::middleware::{Guard, Guarded, Traced, not_found, trace};
 use referral_axum::{Api, ApiError, Error};
 use referral_server_common::Settings;
 use referral_server_common::assets::{self, Asset};
 use tower::ServiceBuilder;
 
+/// The app: the router inside the guard, inside the request logs.
+pub type App = Traced<Guarded<Router>>;
+
 /// Every route of API.md and the pages, with the request timeout of
 /// `settings`, the header limit, the JSON error envelope and request logs.
-pub fn app(api: Api, settings: &Settings) -> Router {
-    let limits = *api.limits();
-    Router::new()
+///
+/// The two layers wrap the router once, not each route (as
+/// `Router::layer` would): no per-request clone and box of a layered route.
+pub fn app(api: Api, settings: &Settings) -> App {
+    let guard = Guard::default()
+        .timeout(settings.request_timeout())
+        .limits(*api.limits());
+    let router = Router::new()
         .merge(referral_axum::router())
         .route("/", get(|| async { asset(assets::index_page(), None) }))
         .route(
@@ -32,17 +39,11 @@ pub fn app(api: Api, settings: &Settings) -> Router {
         .route("/docs/{file}", get(docs_asset))
         .route("/assets/{file}", get(page_script))
         .fallback(not_found)
-        .with_state(api)
-        // One `layer` call for the four: each call wraps every route once
-        // more (a boxed service cloned, and a boxed future, per request).
-        // Outermost first: request logs, envelope, header limit, timeout.
-        .layer(
-            ServiceBuilder::new()
-                .layer(trace())
-                .layer(map_response(envelope))
-                .layer(map_request_with_state(limits, limit_headers))
-                .layer(timeout(settings.request_timeout())),
-        )
+        .with_state(api);
+    ServiceBuilder::new()
+        .layer(trace())
+        .layer(guard)
+        .service(router)
 }
 
 /// A static asset.

@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let router = referral_server::app(api, &settings);
+    let app = referral_server::app(api, &settings);
     tracing::info!(%addr, store, "ready");
     announce_listening(addr);
     let limits = serve::Limits {
@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
         workers: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
     };
     let approver = approver.spawn();
-    serve::serve(listener, router, limits, shutdown_signal()).await;
+    serve::serve(listener, app, limits, shutdown_signal()).await;
     approver.stop().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS

@@ -19,12 +19,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use referral_server::App;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tower::ServiceExt as _;
@@ -61,8 +61,8 @@ struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` (at least one) workers serving `router`.
-    fn start(count: usize, router: &Router, header_timeout: Duration) -> std::io::Result<Self> {
+    /// Starts `count` (at least one) workers serving `app`.
+    fn start(count: usize, app: &App, header_timeout: Duration) -> std::io::Result<Self> {
         let mut workers = Self {
             senders: Vec::new(),
             stops: Vec::new(),
@@ -75,11 +75,11 @@ impl Workers {
                 .build()?;
             let (sender, accepted) = mpsc::unbounded_channel();
             let (stop, stopped) = oneshot::channel();
-            let router = router.clone();
+            let app = app.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("referral-worker-{n}"))
                 .spawn(move || {
-                    runtime.block_on(work(accepted, stopped, router, header_timeout));
+                    runtime.block_on(work(accepted, stopped, app, header_timeout));
                     // Dropping the runtime here ends what is left of its
                     // connections: the grace period is over.
                 })?;
@@ -132,7 +132,7 @@ impl Workers {
 async fn work(
     mut accepted: mpsc::UnboundedReceiver<Accepted>,
     stopped: oneshot::Receiver<()>,
-    router: Router,
+    app: App,
     header_timeout: Duration,
 ) {
     let mut builder = http1::Builder::new();
@@ -154,7 +154,7 @@ async fn work(
                 continue;
             }
         };
-        let service = router
+        let service = app
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
@@ -175,16 +175,16 @@ async fn work(
     let _ = stopped.await;
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops
+/// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight requests finish (idle connections close at
 /// once) and returns; after `shutdown_grace` it gives up on stragglers.
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: App,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut workers = match Workers::start(limits.workers, &router, limits.header_timeout) {
+    let mut workers = match Workers::start(limits.workers, &app, limits.header_timeout) {
         Ok(workers) => workers,
         Err(error) => {
             tracing::error!(%error, "could not start the connection workers");

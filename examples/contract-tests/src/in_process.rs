@@ -38,13 +38,27 @@ pub struct PeerAddr(pub SocketAddr);
 /// Builds the app of a server from its [`Api`] and [`Settings`].
 pub type AppFactory = fn(Api, &Settings) -> Arc<dyn Transport>;
 
-/// An axum `Router` as a [`Transport`], called with `oneshot`.
+/// An axum app (a `Router`, or a service around one) as a [`Transport`],
+/// called with `oneshot`.
 #[derive(Debug, Clone)]
-pub struct AxumApp(pub axum::Router);
+pub struct AxumApp<S = axum::Router>(pub S);
 
-impl Transport for AxumApp {
+impl<S, B> Transport for AxumApp<S>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    B: axum::body::HttpBody + Send + 'static,
+    B::Data: Send,
+{
     fn call(&self, request: HttpRequest) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> {
-        let router = self.0.clone();
+        let app = self.0.clone();
         Box::pin(async move {
             let mut request = request.map(axum::body::Body::from);
             if let Some(PeerAddr(peer)) = request.extensions().get::<PeerAddr>().copied() {
@@ -52,7 +66,7 @@ impl Transport for AxumApp {
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
             }
-            let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+            let response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
             let (parts, body) = response.into_parts();
             let bytes = body
                 .collect()
