@@ -146,8 +146,9 @@ impl IntoResponse for Answer {
             ..
         } = self.0;
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response =
-            (status, [(header::CONTENT_TYPE, referral_http::JSON)], body).into_response();
+        // A static value: no copy of the content type per answer.
+        let json = HeaderValue::from_static(referral_http::JSON);
+        let mut response = (status, [(header::CONTENT_TYPE, json)], body).into_response();
         for (name, value) in headers {
             match (
                 HeaderName::try_from(name.as_str()),
