@@ -118,7 +118,7 @@ pub use operator::{
     UserSearchPage, UserSummary,
 };
 pub use otp::{OtpCode, OtpCodeError, OtpKey, OtpLength, OtpPolicy};
-pub use phone::{PhoneError, PhoneNumber, Region, RegionError};
+pub use phone::{E164, PhoneError, PhoneNumber, Region, RegionError};
 pub use random::{Random, SeededRandom, ThreadRandom};
 pub use reward::{
     Balance, Conversion, ConversionId, ConversionKind, ConversionUser, ExternalIdError,

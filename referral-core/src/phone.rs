@@ -161,13 +161,83 @@ impl PhoneNumber {
     /// The number in E.164 form, `+` and digits only.
     #[must_use]
     pub fn to_e164(&self) -> String {
-        self.to_string()
+        self.e164().as_str().to_owned()
+    }
+
+    /// The number in E.164 form (what [`Self::to_e164`] and `Display` give)
+    /// written into a stack buffer: no allocation and no `core::fmt`, for
+    /// writers that take a `&str` (a JSON serializer's `serialize_str`).
+    ///
+    /// ```
+    /// use referral_core::PhoneNumber;
+    /// let phone: PhoneNumber = "+7 999 123-45-67".parse()?;
+    /// assert_eq!(phone.e164().as_str(), "+79991234567");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn e164(&self) -> E164 {
+        E164::of(self.0)
+    }
+}
+
+/// A [`PhoneNumber`]'s E.164 text, `+` and its digits, held in a stack
+/// buffer: [`PhoneNumber::e164`].
+#[derive(Clone, Copy)]
+pub struct E164 {
+    // `+` and the digits of a u64 (at most 20) end at the buffer's end.
+    buf: [u8; 21],
+    start: u8,
+}
+
+impl E164 {
+    fn of(digits: u64) -> Self {
+        // itoa writes four digits a step from a table of pairs: a third of
+        // the instructions of one `% 10` and `/ 10` per digit.
+        let mut text = itoa::Buffer::new();
+        let text = text.format(digits).as_bytes();
+        let mut buf = [0u8; 21];
+        // A u64 has at most 20 digits: `at` is 0 or more.
+        let at = buf.len() - 1 - text.len();
+        buf[at] = b'+';
+        buf[at + 1..].copy_from_slice(text);
+        #[allow(clippy::cast_possible_truncation)] // at < 21
+        Self {
+            buf,
+            start: at as u8,
+        }
+    }
+
+    /// The text: `+` and the digits.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Only ASCII `+` and digits were written there.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The text's bytes, ASCII `+` and digits: [`Self::as_str`] without
+    /// its UTF-8 check (for writers of bytes, such as a hand-written JSON
+    /// body).
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[usize::from(self.start)..]
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "+{}", self.0)
+        f.write_str(self.e164().as_str())
     }
 }
 
@@ -331,6 +401,49 @@ mod tests {
         assert_eq!(intl("+0123456789"), Err(PhoneError::InvalidCountryCode));
         assert_eq!(intl("89991234567"), Err(PhoneError::MissingRegion));
         assert_eq!(intl(&"1".repeat(41)), Err(PhoneError::TooLong));
+    }
+
+    /// The E.164 text written by hand is `format!`'s, for every u64.
+    fn e164_as_fmt_writes_it(n: u64) {
+        let want = format!("+{n}");
+        assert_eq!(E164::of(n).as_str(), want);
+        assert_eq!(E164::of(n).as_bytes(), want.as_bytes());
+        assert_eq!(PhoneNumber(n).e164().as_str(), want);
+        assert_eq!(PhoneNumber(n).to_string(), want);
+        assert_eq!(PhoneNumber(n).to_e164(), want);
+        assert_eq!(
+            format!("{:?}", PhoneNumber(n).e164()),
+            format!("\"{want}\"")
+        );
+    }
+
+    #[test]
+    fn e164_is_written_as_fmt_writes_it() {
+        for n in [0, 1, 9, 10, 99, 100, 1_000_000, 9_999_999, 79_991_234_567] {
+            e164_as_fmt_writes_it(n);
+        }
+        for n in [
+            999_999_999_999_999,
+            100_000_000_000_000,
+            u64::MAX,
+            u64::MAX - 1,
+        ] {
+            e164_as_fmt_writes_it(n);
+        }
+        for exp in 0..20 {
+            e164_as_fmt_writes_it(10u64.pow(exp));
+            e164_as_fmt_writes_it(10u64.pow(exp) - 1);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn e164_matches_fmt(n in any::<u64>(), digits in 7u32..=15) {
+            e164_as_fmt_writes_it(n);
+            // A valid number's width.
+            e164_as_fmt_writes_it(10u64.pow(digits - 1) + n % (9 * 10u64.pow(digits - 1)));
+        }
     }
 
     #[test]

@@ -5,12 +5,11 @@
 //! route's bodies, add their types here and list them in
 //! [`crate::openapi::ApiDoc`]'s `components`.
 
-use std::fmt::Display;
-
 use chrono::{DateTime, SecondsFormat, Utc};
-use referral_core::{Balance, Conversion, Profile, Referral, ReferralPage, Reward, User};
-use serde::ser::SerializeStruct as _;
-use serde::{Deserialize, Serialize, Serializer};
+use referral_core::{
+    Balance, Conversion, PhoneNumber, Profile, Referral, ReferralPage, Reward, User,
+};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// What the schema of a request's phone accepts: a `+`, then 7 to 15 ASCII
@@ -29,10 +28,101 @@ pub const PHONE_PATTERN: &str = r"^\+[ ().-]*[1-9](?:[ ().-]*[0-9]){6,14}(?:[ ()
 /// one restricted so the time is one chrono can represent.
 pub const CURSOR_PATTERN: &str = "^[A-Zabk-z0-9_-][A-Za-z0-9_-]{31}$";
 
-/// A timestamp as the API writes it: RFC 3339, UTC, `Z`.
+/// A timestamp as the API writes it: RFC 3339, UTC, `Z` (chrono's
+/// `to_rfc3339_opts(SecondsFormat::AutoSi, true)`: the fraction of a second,
+/// if any, in 3, 6 or 9 digits).
 #[must_use]
 pub fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    let mut buffer = [0; Rfc3339::MAX_LEN];
+    match Rfc3339::write(at, &mut buffer).map(std::str::from_utf8) {
+        Some(Ok(text)) => text.to_owned(),
+        _ => at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    }
+}
+
+/// A timestamp written as [`timestamp`] writes it, without a `String`: the
+/// digits go straight into a buffer on the stack (chrono's formatter goes
+/// through `core::fmt` for the fraction and allocates the `String`).
+#[derive(Debug, Clone, Copy)]
+struct Rfc3339(DateTime<Utc>);
+
+impl Rfc3339 {
+    /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+    const MAX_LEN: usize = 30;
+
+    /// `at` as chrono writes it (ASCII), in `buffer`; `None` for a year
+    /// outside 0..=9999 (chrono writes those with a sign; the caller asks
+    /// chrono).
+    fn write(at: DateTime<Utc>, buffer: &mut [u8; Self::MAX_LEN]) -> Option<&[u8]> {
+        use chrono::{Datelike as _, Timelike as _};
+
+        /// Two digits of `n` (below 100) at `buffer[at..at + 2]`.
+        fn two(buffer: &mut [u8], at: usize, n: u32) {
+            // Both digits are below 10: the casts cannot truncate.
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                buffer[at] = b'0' + (n / 10 % 10) as u8;
+                buffer[at + 1] = b'0' + (n % 10) as u8;
+            }
+        }
+
+        // The date and the time once, not through `DateTime`'s accessors
+        // (each of which adds the offset again).
+        let at = at.naive_utc();
+        let (date, time) = (at.date(), at.time());
+        let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+        let mut second = time.second();
+        let mut nano = time.nanosecond();
+        // A leap second (chrono keeps it as nanoseconds past 1e9): `:60`,
+        // as chrono writes it.
+        if nano >= 1_000_000_000 {
+            second += 1;
+            nano -= 1_000_000_000;
+        }
+        two(buffer, 0, year / 100);
+        two(buffer, 2, year % 100);
+        buffer[4] = b'-';
+        two(buffer, 5, date.month());
+        buffer[7] = b'-';
+        two(buffer, 8, date.day());
+        buffer[10] = b'T';
+        two(buffer, 11, time.hour());
+        buffer[13] = b':';
+        two(buffer, 14, time.minute());
+        buffer[16] = b':';
+        two(buffer, 17, second);
+        let mut len = 19;
+        if nano != 0 {
+            let (mut fraction, digits) = if nano.is_multiple_of(1_000_000) {
+                (nano / 1_000_000, 3)
+            } else if nano.is_multiple_of(1_000) {
+                (nano / 1_000, 6)
+            } else {
+                (nano, 9)
+            };
+            buffer[len] = b'.';
+            for at in (len + 1..=len + digits).rev() {
+                // A digit: the cast cannot truncate.
+                #[allow(clippy::cast_possible_truncation)]
+                {
+                    buffer[at] = b'0' + (fraction % 10) as u8;
+                }
+                fraction /= 10;
+            }
+            len += 1 + digits;
+        }
+        buffer[len] = b'Z';
+        Some(&buffer[..=len])
+    }
+
+    /// The timestamp as a JSON string, appended to `out`.
+    fn write_json(self, out: &mut Vec<u8>) {
+        let mut buffer = [0; Self::MAX_LEN];
+        match Self::write(self.0, &mut buffer) {
+            Some(text) => write_json_str(out, text),
+            None => write_json_str(out, timestamp(self.0).as_bytes()),
+        }
+    }
 }
 
 /// `POST /api/auth/code`.
@@ -134,13 +224,101 @@ impl From<&Profile> for ProfileResponse {
     }
 }
 
-/// The JSON of [`ProfileResponse::from`] `profile`, written straight from
-/// the [`Profile`]: the same bytes (tested), without a `String` per field
-/// and per referral. What the profile and invite routes answer.
+/// A string, given as its UTF-8 bytes `text`, appended to `out` as a JSON
+/// string: the bytes serde_json writes for it.
+///
+/// Every string the hand-written bodies hold is ASCII that needs no escape
+/// (ids, E.164 phones, invite codes, timestamps, currency codes, cursors),
+/// so it goes in as it is, between quotes. Should one ever hold a byte
+/// serde_json escapes (a control character below U+0020, `"` or `\`), the
+/// whole string is written by serde_json instead. Other bytes, non-ASCII
+/// UTF-8 and DEL included, serde_json writes unescaped too.
+fn write_json_str(out: &mut Vec<u8>, text: &[u8]) {
+    if needs_escape(text) {
+        // `text` is a string's bytes, so nothing is replaced; serde_json
+        // fails only on an I/O error, which a `Vec` never gives.
+        let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(text));
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text);
+        out.push(b'"');
+    }
+}
+
+/// Whether serde_json escapes a byte of `text`: one below 0x20, `"` or
+/// `\`.
+///
+/// Eight bytes a step (the strings are 3 to 36 bytes long), with Hacker's
+/// Delight's "has a byte less than n": `(word - n·0x0101…) & !word &
+/// 0x8080…` is not zero exactly when a byte of `word` is below `n`. A byte
+/// below 0x20 is one below 0x20; a `"` or a `\` is one below 1 once the
+/// word is XORed with a word of `"` or of `\`. A last part shorter than a
+/// word is read again as the text's last 8 bytes; a text shorter than 8
+/// is checked byte by byte.
+fn needs_escape(text: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    fn any_below(word: u64, n: u8) -> bool {
+        word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH != 0
+    }
+    fn word_needs_escape(word: u64) -> bool {
+        any_below(word, 0x20)
+            | any_below(word ^ (ONES * u64::from(b'"')), 1)
+            | any_below(word ^ (ONES * u64::from(b'\\')), 1)
+    }
+    fn word(bytes: &[u8]) -> u64 {
+        let mut word = [0; 8];
+        word.copy_from_slice(bytes);
+        u64::from_le_bytes(word)
+    }
+
+    if text.len() < 8 {
+        return text.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    }
+    let mut chunks = text.chunks_exact(8);
+    let mut needs = false;
+    for chunk in &mut chunks {
+        needs |= word_needs_escape(word(chunk));
+    }
+    if !chunks.remainder().is_empty() {
+        needs |= word_needs_escape(word(&text[text.len() - 8..]));
+    }
+    needs
+}
+
+/// An integer as JSON (its decimal digits, `itoa`'s, not `core::fmt`'s),
+/// appended to `out`.
+fn write_json_int<I: itoa::Integer>(out: &mut Vec<u8>, n: I) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// A phone as the JSON string of its E.164 text (what `to_string` gives),
+/// written by [`PhoneNumber::e164`], not through `core::fmt`.
+fn write_json_phone(out: &mut Vec<u8>, phone: PhoneNumber) {
+    write_json_str(out, phone.e164().as_bytes());
+}
+
+/// The JSON of [`ProfileResponse::from`] `profile`, written by hand straight
+/// from the [`Profile`]: the same bytes (tested), without a `String` per
+/// field and per referral and without serde_json's per-byte escaping or
+/// `core::fmt`. What the profile and invite routes answer.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ProfileJson<'a>(pub(crate) &'a Profile);
 
-impl Serialize for ProfileJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl ProfileJson<'_> {
+    /// The JSON, in a buffer sized for it at once: [`Self::write_json`].
+    pub(crate) fn to_json(self) -> Vec<u8> {
+        // Room for every field at its longest (a u64 count, 20-digit
+        // phones, i64 balances), so the buffer never grows.
+        let mut out =
+            Vec::with_capacity(256 + 24 * self.0.referrals.len() + 112 * self.0.rewards.len());
+        self.write_json(&mut out);
+        out
+    }
+
+    /// The JSON appended to `out`: [`ProfileResponse`]'s fields, in its
+    /// order, as serde_json writes them (compact).
+    pub(crate) fn write_json(self, out: &mut Vec<u8>) {
         let Profile {
             user,
             activated_invite_code,
@@ -148,90 +326,120 @@ impl Serialize for ProfileJson<'_> {
             referrals,
             rewards,
         } = self.0;
-        // ProfileResponse's fields, in its order.
-        let mut out = serializer.serialize_struct("ProfileResponse", 8)?;
-        out.serialize_field("id", &Shown(&user.id))?;
-        out.serialize_field("phone", &Shown(&user.phone))?;
-        out.serialize_field("invite_code", &Shown(&user.invite_code))?;
-        out.serialize_field(
-            "activated_invite_code",
-            &activated_invite_code.as_ref().map(Shown),
-        )?;
-        out.serialize_field("referral_count", referral_count)?;
-        out.serialize_field("referrals", &ShownAll(referrals))?;
-        out.serialize_field("created_at", &timestamp(user.created_at))?;
-        out.serialize_field("rewards", &Balances(rewards))?;
-        out.end()
+        out.extend_from_slice(b"{\"id\":");
+        write_json_str(
+            out,
+            user.id
+                .as_uuid()
+                .hyphenated()
+                .encode_lower(&mut [0; 36])
+                .as_bytes(),
+        );
+        out.extend_from_slice(b",\"phone\":");
+        write_json_phone(out, user.phone);
+        out.extend_from_slice(b",\"invite_code\":");
+        write_json_str(out, user.invite_code.as_str().as_bytes());
+        out.extend_from_slice(b",\"activated_invite_code\":");
+        match activated_invite_code {
+            Some(code) => write_json_str(out, code.as_str().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"referral_count\":");
+        write_json_int(out, *referral_count);
+        out.extend_from_slice(b",\"referrals\":[");
+        for (i, phone) in referrals.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json_phone(out, *phone);
+        }
+        out.extend_from_slice(b"],\"created_at\":");
+        Rfc3339(user.created_at).write_json(out);
+        out.extend_from_slice(b",\"rewards\":[");
+        for (i, balance) in rewards.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json_balance(out, balance);
+        }
+        out.extend_from_slice(b"]}");
     }
 }
 
-/// The JSON of a [`ReferralsPage`] made from `page`, written straight from
-/// it: the same bytes (tested), without two `String`s per referral.
+/// A [`BalanceDto`] made from `balance`, its fields in its order, appended
+/// to `out`.
+fn write_json_balance(out: &mut Vec<u8>, balance: &Balance) {
+    let Balance {
+        currency,
+        pending,
+        approved,
+        paid,
+    } = balance;
+    out.extend_from_slice(b"{\"currency\":");
+    write_json_str(out, currency.as_str().as_bytes());
+    out.extend_from_slice(b",\"pending\":");
+    write_json_int(out, *pending);
+    out.extend_from_slice(b",\"approved\":");
+    write_json_int(out, *approved);
+    out.extend_from_slice(b",\"paid\":");
+    write_json_int(out, *paid);
+    out.push(b'}');
+}
+
+/// The JSON of a [`ReferralsPage`] made from `page`, written by hand straight
+/// from it: the same bytes (tested), without two `String`s per referral.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ReferralsPageJson<'a>(pub(crate) &'a ReferralPage);
 
-impl Serialize for ReferralsPageJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl ReferralsPageJson<'_> {
+    /// The JSON, in a buffer sized for it at once: [`Self::write_json`].
+    pub(crate) fn to_json(self) -> Vec<u8> {
+        // Room for every item at its longest and a cursor, so the buffer
+        // never grows.
+        let mut out = Vec::with_capacity(64 + 100 * self.0.items.len());
+        self.write_json(&mut out);
+        out
+    }
+
+    /// The JSON appended to `out`: [`ReferralsPage`]'s fields, in its
+    /// order, as serde_json writes them (compact).
+    pub(crate) fn write_json(self, out: &mut Vec<u8>) {
         let ReferralPage { items, next } = self.0;
-        let mut out = serializer.serialize_struct("ReferralsPage", 2)?;
-        out.serialize_field("items", &ReferralItems(items))?;
-        out.serialize_field("next_cursor", &next.as_ref().map(Shown))?;
-        out.end()
+        out.extend_from_slice(b"{\"items\":[");
+        for (i, referral) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json_referral(out, referral);
+        }
+        out.extend_from_slice(b"],\"next_cursor\":");
+        match next {
+            Some(cursor) => write_json_str(out, cursor.to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
     }
 }
 
-/// A value as the JSON string of its `Display` (what `to_string` gives).
-struct Shown<'a, T>(&'a T);
-
-impl<T: Display> Serialize for Shown<'_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self.0)
-    }
-}
-
-/// Values as a JSON array of [`Shown`] strings.
-struct ShownAll<'a, T>(&'a [T]);
-
-impl<T: Display> Serialize for ShownAll<'_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(Shown))
-    }
-}
-
-/// Balances as [`BalanceDto`]s.
-struct Balances<'a>(&'a [Balance]);
-
-impl Serialize for Balances<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(BalanceDto::from))
-    }
-}
-
-/// Referrals as [`ReferralItem`]s.
-struct ReferralItems<'a>(&'a [Referral]);
-
-impl Serialize for ReferralItems<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(ReferralItemJson))
-    }
-}
-
-/// One [`ReferralItem`], its fields in its order.
-struct ReferralItemJson<'a>(&'a Referral);
-
-impl Serialize for ReferralItemJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let Referral {
-            phone,
-            activated_at,
-            converted,
-            ..
-        } = self.0;
-        let mut out = serializer.serialize_struct("ReferralItem", 3)?;
-        out.serialize_field("phone", &Shown(phone))?;
-        out.serialize_field("activated_at", &timestamp(*activated_at))?;
-        out.serialize_field("converted", converted)?;
-        out.end()
-    }
+/// A [`ReferralItem`] made from `referral`, its fields in its order,
+/// appended to `out`.
+fn write_json_referral(out: &mut Vec<u8>, referral: &Referral) {
+    let Referral {
+        phone,
+        activated_at,
+        converted,
+        ..
+    } = referral;
+    out.extend_from_slice(b"{\"phone\":");
+    write_json_phone(out, *phone);
+    out.extend_from_slice(b",\"activated_at\":");
+    Rfc3339(*activated_at).write_json(out);
+    let converted: &[u8] = if *converted {
+        b",\"converted\":true}"
+    } else {
+        b",\"converted\":false}"
+    };
+    out.extend_from_slice(converted);
 }
 
 /// 200 of `POST /api/auth/verify`.
@@ -516,7 +724,8 @@ pub struct RewardsPage {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone as _;
-    use referral_core::{Currency, InviteCode, PhoneNumber, ReferralCursor, UserId};
+    use proptest::prelude::*;
+    use referral_core::{Currency, InviteCode, ReferralCursor, UserId};
 
     use super::*;
 
@@ -540,7 +749,290 @@ mod tests {
         }
     }
 
-    /// The borrowed JSON writers answer exactly the bytes of the DTOs they
+    /// What chrono writes, the API's timestamp format before [`Rfc3339`].
+    fn chrono_rfc3339(at: DateTime<Utc>) -> String {
+        at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    }
+
+    fn assert_as_chrono(at: DateTime<Utc>) {
+        let expected = chrono_rfc3339(at);
+        assert_eq!(timestamp(at), expected, "{at:?}");
+        let mut out = Vec::new();
+        Rfc3339(at).write_json(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_bytes(&expected),
+            "{at:?}"
+        );
+    }
+
+    /// The edges: no fraction, each fraction length, a leap second, the
+    /// first and last years written without a sign, and years chrono writes
+    /// with one (handed to chrono).
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let cases = [
+            (0, 0),
+            (1_790_000_000, 0),
+            (1_790_000_000, 123_000_000),
+            (1_790_000_000, 123_456_000),
+            (1_790_000_000, 123_456_789),
+            (1_790_000_000, 1),
+            (1_790_000_000, 999_999_999),
+            (1_790_000_000, 100_000_000),
+            (1_790_000_000, 1_000),
+            // A leap second: 23:59:60.5.
+            (1_483_228_799, 1_500_000_000),
+            (1_483_228_799, 1_000_000_000),
+            // 0000-01-01 and 9999-12-31T23:59:59.
+            (-62_167_219_200, 0),
+            (253_402_300_799, 999_000_000),
+            // 10000-01-01 and -0001-12-31: signed years.
+            (253_402_300_800, 0),
+            (-62_167_219_201, 5_000),
+        ];
+        for (secs, nanos) in cases {
+            assert_as_chrono(DateTime::from_timestamp(secs, nanos).unwrap());
+        }
+        assert_as_chrono(DateTime::<Utc>::MIN_UTC);
+        assert_as_chrono(DateTime::<Utc>::MAX_UTC);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// Any instant chrono represents, any fraction (whole milli- and
+        /// microseconds weighted in: they take the shorter forms).
+        #[test]
+        fn any_timestamp_is_written_as_chrono_writes_it(
+            secs in DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp(),
+            nanos in prop_oneof![
+                0..2_000_000_000_u32,
+                (0..2_000_u32).prop_map(|n| n * 1_000_000),
+                (0..2_000_000_u32).prop_map(|n| n * 1_000),
+                Just(0_u32),
+            ],
+        ) {
+            if let Some(at) = DateTime::from_timestamp(secs, nanos) {
+                assert_as_chrono(at);
+            }
+        }
+    }
+
+    /// What serde_json writes for `dto`, the bytes a hand-written view must
+    /// match.
+    fn serde_bytes<T: Serialize>(dto: &T) -> String {
+        serde_json::to_string(dto).unwrap()
+    }
+
+    /// What the profile's hand-written view writes, as text.
+    fn profile_bytes(profile: &Profile) -> String {
+        String::from_utf8(ProfileJson(profile).to_json()).unwrap()
+    }
+
+    /// What the page's hand-written view writes, as text.
+    fn page_bytes(page: &ReferralPage) -> String {
+        String::from_utf8(ReferralsPageJson(page).to_json()).unwrap()
+    }
+
+    /// The [`ReferralsPage`] DTO of `page`.
+    fn page_dto(page: &ReferralPage) -> ReferralsPage {
+        ReferralsPage {
+            items: page.items.iter().map(ReferralItem::from).collect(),
+            next_cursor: page.next.map(|c| c.to_string()),
+        }
+    }
+
+    /// The string writer writes what serde_json writes, for strings that
+    /// need no escape (raw) and for every byte serde_json escapes (its
+    /// fallback), non-ASCII and DEL left as they are.
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut every_ascii = String::new();
+        for c in 0..=0x7f_u8 {
+            every_ascii.push(char::from(c));
+        }
+        for s in [
+            "",
+            "A7KQ2M",
+            "+79991234567",
+            "2026-01-01T00:00:00.123Z",
+            "a\"quote",
+            "back\\slash",
+            "line\nbreak\ttab\r\u{8}\u{c}",
+            "\u{0}\u{1f}\u{7f}",
+            "café ☎ 𝄞",
+            every_ascii.as_str(),
+        ] {
+            let mut out = b"[".to_vec();
+            write_json_str(&mut out, s.as_bytes());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("[{}", serde_bytes(&s)),
+                "{s:?}"
+            );
+        }
+    }
+
+    /// Each byte serde_json escapes, and each byte next to the ones it does
+    /// not, is found at every position of strings of 1 to 24 bytes (the
+    /// word-at-a-time check's whole words, its last overlapping word and
+    /// its byte-by-byte short strings).
+    #[test]
+    fn every_escaped_byte_is_found_at_every_position() {
+        for len in 1..=24 {
+            for at in 0..len {
+                for c in (0..=0x7f_u8).map(char::from).chain(['é', '☎']) {
+                    let mut s: String = "x".repeat(at);
+                    s.push(c);
+                    s.push_str(&"y".repeat(len - at - 1));
+                    let want = c < ' ' || c == '"' || c == '\\';
+                    assert_eq!(needs_escape(s.as_bytes()), want, "{s:?}");
+                    let mut out = Vec::new();
+                    write_json_str(&mut out, s.as_bytes());
+                    assert_eq!(String::from_utf8(out).unwrap(), serde_bytes(&s), "{s:?}");
+                }
+            }
+        }
+    }
+
+    /// A user id from any 128 bits (not only a version-4 UUID).
+    fn user_id(bits: u128) -> UserId {
+        let hex = format!("{bits:032x}");
+        UserId::parse(&format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        ))
+        .unwrap()
+    }
+
+    /// A valid phone: 7 to 15 digits, the first not 0, every width.
+    fn any_phone() -> impl Strategy<Value = PhoneNumber> {
+        (7_u32..=15, any::<u64>()).prop_map(|(digits, n)| {
+            let lowest = 10_u64.pow(digits - 1);
+            format!("+{}", lowest + n % (9 * lowest)).parse().unwrap()
+        })
+    }
+
+    /// An invite code (any case: parsing upper-cases it).
+    fn any_code() -> impl Strategy<Value = InviteCode> {
+        "[A-Za-z0-9]{6}".prop_map(|s| InviteCode::parse(&s).unwrap())
+    }
+
+    /// Any instant chrono represents, with every fraction length (none,
+    /// milli-, micro-, nanoseconds) and leap seconds.
+    fn any_instant() -> impl Strategy<Value = DateTime<Utc>> {
+        (
+            DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp(),
+            prop_oneof![
+                Just(0_u32),
+                (0..1_000_u32).prop_map(|n| n * 1_000_000),
+                (0..1_000_000_u32).prop_map(|n| n * 1_000),
+                0..2_000_000_000_u32,
+            ],
+        )
+            .prop_map(|(secs, nanos)| {
+                // A leap second is only representable at a minute's last
+                // second: elsewhere the fraction alone is kept.
+                DateTime::from_timestamp(secs, nanos)
+                    .or_else(|| DateTime::from_timestamp(secs, nanos % 1_000_000_000))
+                    .unwrap_or_default()
+            })
+    }
+
+    /// Any minor-unit amount, the extremes weighted in.
+    fn any_amount() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            any::<i64>(),
+            Just(i64::MIN),
+            Just(i64::MAX),
+            Just(0),
+            -1_000_i64..1_000
+        ]
+    }
+
+    fn any_balance() -> impl Strategy<Value = Balance> {
+        ("[A-Z]{3}", any_amount(), any_amount(), any_amount()).prop_map(
+            |(currency, pending, approved, paid)| Balance {
+                currency: Currency::parse(&currency).unwrap(),
+                pending,
+                approved,
+                paid,
+            },
+        )
+    }
+
+    fn any_profile() -> impl Strategy<Value = Profile> {
+        (
+            (any::<u128>(), any_phone(), any_code(), any_instant()),
+            proptest::option::of(any_code()),
+            prop_oneof![any::<u64>(), 0_u64..200, Just(u64::MAX)],
+            proptest::collection::vec(any_phone(), 0..=100),
+            proptest::collection::vec(any_balance(), 0..4),
+        )
+            .prop_map(
+                |((id, phone, invite_code, created_at), activated, count, referrals, rewards)| {
+                    Profile {
+                        user: User {
+                            id: user_id(id),
+                            phone,
+                            invite_code,
+                            created_at,
+                        },
+                        activated_invite_code: activated,
+                        referral_count: count,
+                        referrals,
+                        rewards,
+                    }
+                },
+            )
+    }
+
+    fn any_page() -> impl Strategy<Value = ReferralPage> {
+        (
+            proptest::collection::vec(
+                (any::<u128>(), any_phone(), any_instant(), any::<bool>()).prop_map(
+                    |(user, phone, activated_at, converted)| Referral {
+                        user: user_id(user),
+                        phone,
+                        activated_at,
+                        converted,
+                    },
+                ),
+                0..=100,
+            ),
+            proptest::option::of((any_instant(), any::<u128>())),
+        )
+            .prop_map(|(items, next)| ReferralPage {
+                items,
+                next: next.map(|(at, user)| ReferralCursor::new(at, user_id(user))),
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        /// Any profile's hand-written JSON is its DTO's serde_json bytes.
+        #[test]
+        fn any_profile_is_written_as_its_dto(profile in any_profile()) {
+            prop_assert_eq!(
+                profile_bytes(&profile),
+                serde_bytes(&ProfileResponse::from(&profile))
+            );
+        }
+
+        /// Any page's hand-written JSON is its DTO's serde_json bytes.
+        #[test]
+        fn any_page_is_written_as_its_dto(page in any_page()) {
+            prop_assert_eq!(page_bytes(&page), serde_bytes(&page_dto(&page)));
+        }
+    }
+
+    /// The hand-written JSON views answer exactly the bytes of the DTOs they
     /// stand for (the DTOs' schemas are what OpenAPI documents).
     #[test]
     fn json_views_write_the_dtos_bytes() {
@@ -573,8 +1065,8 @@ mod tests {
         };
         for profile in [&bare, &full] {
             assert_eq!(
-                serde_json::to_string(&ProfileJson(profile)).unwrap(),
-                serde_json::to_string(&ProfileResponse::from(profile)).unwrap()
+                profile_bytes(profile),
+                serde_bytes(&ProfileResponse::from(profile))
             );
         }
         let items: Vec<Referral> = (0..10).map(|n| referral(n, n % 3 == 0)).collect();
@@ -587,14 +1079,7 @@ mod tests {
             items,
         };
         for page in [&last, &more, &ReferralPage::default()] {
-            let dto = ReferralsPage {
-                items: page.items.iter().map(ReferralItem::from).collect(),
-                next_cursor: page.next.map(|c| c.to_string()),
-            };
-            assert_eq!(
-                serde_json::to_string(&ReferralsPageJson(page)).unwrap(),
-                serde_json::to_string(&dto).unwrap()
-            );
+            assert_eq!(page_bytes(page), serde_bytes(&page_dto(page)));
         }
     }
 }

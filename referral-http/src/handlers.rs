@@ -53,9 +53,10 @@ impl Reply {
     /// be serialised, which the DTOs of this crate never fail).
     #[must_use]
     pub fn json<T: Serialize>(status: u16, body: &T) -> Self {
-        // Room for a profile or an activation's answer at once (a page of
-        // ten referrals grows once): serde_json's own start, 128 bytes, grew
-        // two or three times for these.
+        // Room for a login's answer (its profile) at once: serde_json's own
+        // start, 128 bytes, grew two or three times for it. The profile and
+        // referrals routes write theirs by hand, sized at once
+        // (`ProfileJson::to_json`, `ReferralsPageJson::to_json`).
         let mut buffer = Vec::with_capacity(Self::INITIAL_CAPACITY);
         match serde_json::to_writer(&mut buffer, body) {
             Ok(()) => Self::raw_json(status, buffer),
@@ -220,7 +221,7 @@ pub async fn verify(api: &Api, body: VerifyRequest) -> Result<Reply, ApiError> {
 )]
 pub async fn profile(api: &Api, user: UserId) -> Result<Reply, ApiError> {
     let profile = api.service().profile(user).await?;
-    Ok(Reply::json(200, &ProfileJson(&profile)))
+    Ok(Reply::raw_json(200, ProfileJson(&profile).to_json()))
 }
 
 /// Activate another user's invite code (once in a life).
@@ -256,7 +257,10 @@ pub async fn activate_invite(
 ) -> Result<Reply, ApiError> {
     let code = InviteCode::parse(&body.invite_code)?;
     let activation = api.service().activate_invite(user, &code).await?;
-    Ok(Reply::json(200, &ProfileJson(&activation.profile)))
+    Ok(Reply::raw_json(
+        200,
+        ProfileJson(&activation.profile).to_json(),
+    ))
 }
 
 /// All the caller's referrals, oldest activation first, page by page.
@@ -282,7 +286,7 @@ pub async fn activate_invite(
 pub async fn referrals(api: &Api, user: UserId, query: Option<&str>) -> Result<Reply, ApiError> {
     let (limit, cursor) = page_query(query, ReferralCursor::parse)?;
     let page = api.service().referrals(user, cursor, limit).await?;
-    Ok(Reply::json(200, &ReferralsPageJson(&page)))
+    Ok(Reply::raw_json(200, ReferralsPageJson(&page).to_json()))
 }
 
 /// The `limit` (1 to 500, default 50) and the `cursor` (read by `parse`) of
