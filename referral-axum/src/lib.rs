@@ -146,9 +146,15 @@ impl IntoResponse for Answer {
             ..
         } = self.0;
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        // A static value: no copy of the content type per answer.
-        let json = HeaderValue::from_static(referral_http::JSON);
-        let mut response = (status, [(header::CONTENT_TYPE, json)], body).into_response();
+        // Built directly: the body's own `IntoResponse` would first set an
+        // `application/octet-stream` type for this one to replace. The
+        // content type is a static value: no copy per answer.
+        let mut response = Response::new(axum::body::Body::from(body));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(referral_http::JSON),
+        );
         for (name, value) in headers {
             match (
                 HeaderName::try_from(name.as_str()),
