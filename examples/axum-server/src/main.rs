@@ -8,6 +8,7 @@
 //! See this crate's README for the settings.
 
 mod serve;
+mod timer;
 
 use std::process::ExitCode;
 

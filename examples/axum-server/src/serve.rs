@@ -12,7 +12,9 @@
 //! (hyper's header read timer, the request timeout) never leave that
 //! thread's runtime, where tokio's multi-thread runtime shares one timer
 //! wheel behind a lock between its workers and moves tasks between them.
-//! Measured in PERFORMANCE.md ("Change 6: one runtime per core").
+//! Measured in PERFORMANCE.md ("Change 6: one runtime per core"). Each
+//! worker's header read timers come from its own [`PooledTimer`], which
+//! reuses tokio sleeps rather than making one per request.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,13 +23,15 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use referral_server::App;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tower::ServiceExt as _;
+
+use crate::timer::PooledTimer;
 
 /// The limits the accept loop enforces.
 #[derive(Debug, Clone, Copy)]
@@ -136,8 +140,10 @@ async fn work(
     header_timeout: Duration,
 ) {
     let mut builder = http1::Builder::new();
+    // This worker's own timer: the header read timers of its connections
+    // reuse its sleeps (see `timer.rs`).
     builder
-        .timer(TokioTimer::new())
+        .timer(PooledTimer::new())
         .header_read_timeout(header_timeout);
     while let Some(Accepted {
         stream,
