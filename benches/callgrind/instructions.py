@@ -13,7 +13,7 @@ referees are logged in through the API, `wrk -t1 -c4` warms the route up for
 counters are dumped: the instructions the server's threads executed in that
 window divided by the requests wrk completed. Kernel work (TCP, syscalls) is
 not counted. Unlike req/s or CPU time, the count does not depend on what else
-the machine runs: two runs of one binary agree within about 0.3 %.
+the machine runs: runs of one binary agree within about 0.5 %.
 
 Needs valgrind, wrk and python3 (Debian packages). Set KEEP=FILE to keep the
 callgrind profile of the window (read it with `callgrind_annotate`).
