@@ -286,6 +286,27 @@ fn needs_escape(text: &[u8]) -> bool {
     needs
 }
 
+/// `text` as a JSON string ([`write_json_str`]), or `null` for `None`,
+/// appended to `out`.
+fn write_json_opt_str(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => write_json_str(out, text.as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `items` as a JSON array, each written by `write`, appended to `out`.
+fn write_json_array<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
 /// An integer as JSON (its decimal digits, `itoa`'s, not `core::fmt`'s),
 /// appended to `out`.
 fn write_json_int<I: itoa::Integer>(out: &mut Vec<u8>, n: I) {
@@ -344,29 +365,16 @@ impl ProfileJson<'_> {
         out.extend_from_slice(b",\"invite_code\":");
         write_json_str(out, user.invite_code.as_str().as_bytes());
         out.extend_from_slice(b",\"activated_invite_code\":");
-        match activated_invite_code {
-            Some(code) => write_json_str(out, code.as_str().as_bytes()),
-            None => out.extend_from_slice(b"null"),
-        }
+        write_json_opt_str(out, activated_invite_code.as_ref().map(|c| c.as_str()));
         out.extend_from_slice(b",\"referral_count\":");
         write_json_int(out, *referral_count);
-        out.extend_from_slice(b",\"referrals\":[");
-        for (i, phone) in referrals.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_json_phone(out, *phone);
-        }
-        out.extend_from_slice(b"],\"created_at\":");
+        out.extend_from_slice(b",\"referrals\":");
+        write_json_array(out, referrals, |out, phone| write_json_phone(out, *phone));
+        out.extend_from_slice(b",\"created_at\":");
         Rfc3339(user.created_at).write_json(out);
-        out.extend_from_slice(b",\"rewards\":[");
-        for (i, balance) in rewards.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_json_balance(out, balance);
-        }
-        out.extend_from_slice(b"]}");
+        out.extend_from_slice(b",\"rewards\":");
+        write_json_array(out, rewards, write_json_balance);
+        out.push(b'}');
     }
 }
 
@@ -409,18 +417,10 @@ impl ReferralsPageJson<'_> {
     /// order, as serde_json writes them (compact).
     pub(crate) fn write_json(self, out: &mut Vec<u8>) {
         let ReferralPage { items, next } = self.0;
-        out.extend_from_slice(b"{\"items\":[");
-        for (i, referral) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_json_referral(out, referral);
-        }
-        out.extend_from_slice(b"],\"next_cursor\":");
-        match next {
-            Some(cursor) => write_json_str(out, cursor.to_string().as_bytes()),
-            None => out.extend_from_slice(b"null"),
-        }
+        out.extend_from_slice(b"{\"items\":");
+        write_json_array(out, items, write_json_referral);
+        out.extend_from_slice(b",\"next_cursor\":");
+        write_json_opt_str(out, next.map(|c| c.to_string()).as_deref());
         out.push(b'}');
     }
 }
